@@ -1,0 +1,1 @@
+"""The HTTP API: composes the layer and address engines behind OGC API conventions."""

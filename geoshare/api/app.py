@@ -1,0 +1,31 @@
+"""The FastAPI application factory (``uvicorn geoshare.api.app:create_app --factory``)."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+from fastapi.middleware.gzip import GZipMiddleware
+
+from geoshare import __version__
+from geoshare.api import problems
+from geoshare.api.routes import catalog, health, layers, ogc
+from geoshare.db.engine import make_engine
+from geoshare.settings import Settings, get_settings
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    app = FastAPI(
+        title="GeoShare",
+        version=__version__,
+        description="The city's shared base map, address database and departmental layers "
+        "(OGC API – Features, CRS, CQL2).",
+        openapi_url="/api",
+        docs_url="/api.html",
+    )
+    app.state.settings = settings
+    app.state.engine = make_engine(settings.database_url, settings.pool_size)
+    app.add_middleware(GZipMiddleware, minimum_size=2048)
+    problems.install(app)
+    for module in (health, ogc, catalog, layers):
+        app.include_router(module.router)
+    return app

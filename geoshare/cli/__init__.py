@@ -1,0 +1,1 @@
+"""The ``geoshare`` command-line tool."""

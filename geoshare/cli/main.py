@@ -1,0 +1,17 @@
+"""Entry point: ``geoshare db upgrade``, ``geoshare serve``, ``geoshare layer …``, ``geoshare demo …``."""
+
+from __future__ import annotations
+
+import typer
+
+from geoshare.cli import db, demo, layer, serve
+
+app = typer.Typer(
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="GeoShare: the city's shared map platform.",
+)
+app.add_typer(db.app, name="db")
+app.add_typer(layer.app, name="layer")
+app.add_typer(demo.app, name="demo")
+app.command("serve")(serve.serve)

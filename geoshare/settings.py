@@ -1,0 +1,48 @@
+"""Settings read once from ``GEOSHARE_*`` environment variables, with defaults for a local set-up."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+DEFAULT_DATABASE_URL = "postgresql+psycopg://geoshare:geoshare@127.0.0.1:5432/geoshare"
+
+
+def _int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise ValueError(f"{name} must be an integer, got {raw!r}") from exc
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str = DEFAULT_DATABASE_URL
+    pool_size: int = 8
+    items_default_limit: int = 10
+    items_max_limit: int = 10_000
+    upload_max_bytes: int = 2 * 1024**3
+    versions_kept: int = 3
+    public_url: str | None = None  # base URL for links when behind a proxy
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        return cls(
+            database_url=os.environ.get("GEOSHARE_DATABASE_URL", DEFAULT_DATABASE_URL),
+            pool_size=_int("GEOSHARE_POOL_SIZE", 8),
+            items_default_limit=_int("GEOSHARE_ITEMS_DEFAULT_LIMIT", 10),
+            items_max_limit=_int("GEOSHARE_ITEMS_MAX_LIMIT", 10_000),
+            upload_max_bytes=_int("GEOSHARE_UPLOAD_MAX_BYTES", 2 * 1024**3),
+            versions_kept=_int("GEOSHARE_VERSIONS_KEPT", 3),
+            public_url=os.environ.get("GEOSHARE_PUBLIC_URL") or None,
+        )
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings.from_env()
