@@ -1,5 +1,66 @@
-"""Placeholder command group, filled in by its feature work."""
+"""``geoshare demo load``: the demo city (Beijing), generated and stored in one transaction.
+
+Heavy imports happen inside the command, so ``--if-missing`` on an already loaded demo returns
+in a blink (it is run on every start-up).
+"""
+
+from __future__ import annotations
 
 import typer
 
-app = typer.Typer(no_args_is_help=True)
+from geoshare.demo.generate.seed import DEFAULT_SCALE, DEFAULT_SEED, MAX_SCALE, MIN_SCALE
+
+app = typer.Typer(no_args_is_help=True, help="The demo city.")
+
+
+@app.command()
+def load(
+    scale: int = typer.Option(DEFAULT_SCALE, min=MIN_SCALE, max=MAX_SCALE, help="address points to generate"),
+    seed: int = typer.Option(DEFAULT_SEED, help="random seed: same seed and scale, same city"),
+    if_missing: bool = typer.Option(
+        False, "--if-missing", help="do nothing when this demo is already loaded"
+    ),
+    force: bool = typer.Option(False, "--force", help="reload even when this demo is already loaded"),
+) -> None:
+    """Generate the demo city and load its address database and layers (replacing the previous demo)."""
+    from geoshare.db.engine import get_engine
+    from geoshare.demo.load import is_loaded
+
+    engine = get_engine()
+    with engine.connect() as conn:
+        already = is_loaded(conn, scale, seed)
+    if already and not force:
+        if not if_missing:
+            typer.echo(f"demo (scale {scale}, seed {seed}) is already loaded; --force reloads it")
+        return
+    _load_with_progress(engine, scale, seed)
+
+
+def _load_with_progress(engine: object, scale: int, seed: int) -> None:
+    from rich.console import Console
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+    from rich.table import Table
+
+    from geoshare.demo.load import load_demo, step_names
+
+    console = Console()
+    with Progress(
+        SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console
+    ) as bar:
+        tasks = {name: bar.add_task(name, total=1, start=False) for name in step_names()}
+
+        def report(event: str, name: str) -> None:
+            if event == "start":
+                bar.start_task(tasks[name])
+            else:
+                bar.update(tasks[name], completed=1)
+                bar.stop_task(tasks[name])
+
+        timings = load_demo(engine, scale, seed, progress=report)  # type: ignore[arg-type]
+    table = Table(title=f"demo loaded: scale {scale}, seed {seed}")
+    table.add_column("step")
+    table.add_column("seconds", justify="right")
+    for name, seconds in timings.items():
+        table.add_row(name, f"{seconds:.2f}")
+    table.add_row("total", f"{sum(timings.values()):.2f}")
+    console.print(table)

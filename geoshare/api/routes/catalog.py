@@ -1,5 +1,59 @@
-"""Placeholder router, filled in by its feature work."""
+"""``GET /catalog``: find layers by keyword (Chinese included), department, theme and class."""
 
-from fastapi import APIRouter
+from __future__ import annotations
 
-router = APIRouter()
+from typing import Annotated
+
+import orjson
+from fastapi import APIRouter, Depends, Query
+from sqlalchemy import Connection
+from starlette.responses import Response
+
+from geoshare.api.deps import base_url, get_conn
+from layers import catalog
+from layers.model import LayerInfo
+
+router = APIRouter(tags=["catalog"])
+
+
+def _entry(base: str, layer: LayerInfo) -> dict[str, object]:
+    href = f"{base}/collections/{layer.id}"
+    return {
+        "id": layer.id,
+        "title": layer.title,
+        "description": layer.description,
+        "keywords": list(layer.keywords),
+        "department": layer.department_code,
+        "theme": layer.theme,
+        "class": layer.sharing_class,
+        "updateFrequency": layer.update_frequency,
+        "featureCount": layer.feature_count,
+        "geometryType": layer.geometry_type,
+        "extent": layer.extent,
+        "version": layer.current_version,
+        "updated": layer.updated_at.isoformat(),
+        "links": [
+            {"href": href, "rel": "collection", "type": "application/json"},
+            {"href": f"{href}/items", "rel": "items", "type": "application/geo+json"},
+        ],
+    }
+
+
+@router.get("/catalog", summary="Search the layer catalog")
+def search_catalog(
+    q: Annotated[str | None, Query(description="words in title, description or keywords")] = None,
+    department: Annotated[str | None, Query(description="department code or name")] = None,
+    theme: str | None = None,
+    sharing_class: Annotated[
+        str | None, Query(alias="class", description="public, shared or restricted")
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+    conn: Connection = Depends(get_conn),
+    base: str = Depends(base_url),
+) -> Response:
+    page = catalog.search(
+        conn, q, department=department, theme=theme, sharing_class=sharing_class, limit=limit, offset=offset
+    )
+    body = {"layers": [_entry(base, layer) for layer in page.layers], "numberMatched": page.number_matched}
+    return Response(orjson.dumps(body), media_type="application/json")

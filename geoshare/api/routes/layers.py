@@ -1,5 +1,181 @@
-"""Placeholder router, filled in by its feature work."""
+"""Publishing over HTTP: ``POST /layers``, version history, the change feed, and ``DELETE /layers/{id}``."""
 
-from fastapi import APIRouter
+from __future__ import annotations
 
-router = APIRouter()
+import re
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, File, Form, Query, Request, UploadFile
+from fastapi.responses import JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
+
+from geoshare.api.deps import base_url
+from geoshare.api.problems import Problem
+from geoshare.services import publishing
+from layers.model import LayerMetadata
+
+router = APIRouter(tags=["layers"])
+
+CHUNK = 1024 * 1024
+_TEXT_FIELDS = (
+    "title", "department", "description", "contact", "theme", "update_frequency", "source", "licence",
+    "key_field", "time_field", "kind",
+)  # fmt: skip
+_OPTIONS = ("encoding", "source_crs", "lon_column", "lat_column")
+_KNOWN = {"id", "class", "sharing_class", "keywords", "restricted_fields", *_TEXT_FIELDS, *_OPTIONS}
+
+
+def _string_list(value: Any, field: str) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [v.strip() for v in value.split(",") if v.strip()]
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return value
+    raise Problem(422, f"{field} must be a list of strings", field=f"metadata.{field}")
+
+
+def parse_metadata(raw: str) -> tuple[str, LayerMetadata, dict[str, str | None]]:
+    """The ``metadata`` form field: a JSON object; unknown keys are refused so typos do not go unnoticed."""
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise Problem(422, f"metadata is not valid JSON: {exc}", field="metadata") from exc
+    if not isinstance(data, dict):
+        raise Problem(422, "metadata must be a JSON object", field="metadata")
+    unknown = sorted(set(data) - _KNOWN)
+    if unknown:
+        raise Problem(422, f"unknown metadata field {unknown[0]!r}", field=f"metadata.{unknown[0]}")
+    for key in ("id", "title", "department"):
+        if not isinstance(data.get(key), str) or not data[key].strip():
+            raise Problem(422, f"metadata.{key} is required", field=f"metadata.{key}")
+    for key in (*_TEXT_FIELDS, *_OPTIONS, "class", "sharing_class"):
+        if data.get(key) is not None and not isinstance(data[key], str):
+            raise Problem(422, f"metadata.{key} must be a string", field=f"metadata.{key}")
+    metadata = LayerMetadata(
+        title=data["title"],
+        department=data["department"],
+        description=data.get("description") or "",
+        contact=data.get("contact"),
+        keywords=_string_list(data.get("keywords"), "keywords"),
+        theme=data.get("theme"),
+        sharing_class=data.get("class") or data.get("sharing_class") or "shared",
+        restricted_fields=_string_list(data.get("restricted_fields"), "restricted_fields"),
+        update_frequency=data.get("update_frequency"),
+        source=data.get("source"),
+        licence=data.get("licence"),
+        key_field=data.get("key_field") or None,
+        time_field=data.get("time_field") or None,
+        kind=data.get("kind") or "thematic",
+    )
+    return data["id"], metadata, {k: data.get(k) for k in _OPTIONS}
+
+
+def _spool(upload: UploadFile, folder: Path, limit: int) -> Path:
+    """Copy the upload to disk under a safe name that keeps its extension (format sniffing uses it)."""
+    suffix = "".join(Path(upload.filename or "").suffixes[-1:]).lower()
+    suffix = suffix if re.fullmatch(r"\.[a-z0-9]{1,8}", suffix) else ""
+    target = folder / f"upload{suffix}"
+    written = 0
+    with target.open("wb") as out:
+        while chunk := upload.file.read(CHUNK):
+            written += len(chunk)
+            if written > limit:
+                raise Problem(413, f"the file is larger than the {limit} byte limit", field="file")
+            out.write(chunk)
+    return target
+
+
+def _links(base: str, layer_id: str) -> list[dict[str, str]]:
+    return [
+        {"href": f"{base}/collections/{layer_id}", "rel": "collection", "type": "application/json"},
+        {"href": f"{base}/layers/{layer_id}/versions", "rel": "version-history", "type": "application/json"},
+        {"href": f"{base}/layers/{layer_id}/changes?since=0", "rel": "changes", "type": "application/json"},
+    ]
+
+
+@router.post("/layers", status_code=201, summary="Publish a layer (a new version if it exists)")
+async def publish_layer(
+    request: Request,
+    file: UploadFile = File(..., description="GeoJSON, zipped Shapefile, GeoPackage or CSV with lon/lat"),
+    metadata: str = Form(..., description="JSON: id, title, department, class, description, keywords, …"),
+    encoding: str | None = Form(None),
+    source_crs: str | None = Form(None),
+    lon_column: str | None = Form(None),
+    lat_column: str | None = Form(None),
+) -> Response:
+    layer_id, meta, options = parse_metadata(metadata)
+    given = {
+        "encoding": encoding,
+        "source_crs": source_crs,
+        "lon_column": lon_column,
+        "lat_column": lat_column,
+    }
+    options.update({k: v for k, v in given.items() if v})
+    settings = request.app.state.settings
+    with tempfile.TemporaryDirectory(prefix="geoshare-upload-") as folder:
+        path = await run_in_threadpool(_spool, file, Path(folder), settings.upload_max_bytes)
+        result = await run_in_threadpool(
+            publishing.publish,
+            request.app.state.engine,
+            settings,
+            layer_id,
+            path,
+            meta,
+            actor=request.headers.get("x-geoshare-user"),
+            source_name=Path(file.filename or "upload").name,
+            **options,
+        )
+    base = base_url(request)
+    body = {
+        "id": result.layer_id,
+        "version": result.version,
+        "feature_count": result.feature_count,
+        "added": result.added,
+        "removed": result.removed,
+        "modified": result.modified,
+        "repaired": result.repaired,
+        "links": _links(base, result.layer_id),
+    }
+    return JSONResponse(body, status_code=201, headers={"Location": f"{base}/collections/{result.layer_id}"})
+
+
+@router.get("/layers/{layer_id}/versions", summary="Version history of a layer")
+def layer_versions(request: Request, layer_id: str) -> Response:
+    history = publishing.versions(request.app.state.engine, layer_id)
+    body = {"layer": layer_id, "versions": [v.as_json() for v in history]}
+    return Response(orjson.dumps(body), media_type="application/json")
+
+
+@router.get("/layers/{layer_id}/changes", summary="Features added, modified or removed since version N")
+def layer_changes(
+    request: Request,
+    layer_id: str,
+    since: int = Query(..., description="the version the client last synced; 0 for everything"),
+    limit: int = Query(1000, ge=1, description="changes per page"),
+    after: str | None = Query(None, description="cursor from the previous page's next link"),
+) -> Response:
+    limit = min(limit, request.app.state.settings.items_max_limit)
+    page = publishing.changes(request.app.state.engine, layer_id, since, limit, after)
+    base = base_url(request)
+    links = [{"href": f"{base}/layers/{layer_id}/versions", "rel": "version-history"}]
+    if page.next_after is not None:
+        query = str(request.url.include_query_params(after=page.next_after).query)
+        links.append({"href": f"{base}/layers/{layer_id}/changes?{query}", "rel": "next"})
+    body = {
+        "layer": layer_id,
+        "since": page.since,
+        "current_version": page.current_version,
+        "changes": [{"id": c.id, "change": c.change, "feature": c.feature} for c in page.changes],
+        "links": links,
+    }
+    return Response(orjson.dumps(body), media_type="application/json")
+
+
+@router.delete("/layers/{layer_id}", status_code=204, summary="Delete a layer with all its versions")
+def delete_layer(request: Request, layer_id: str) -> Response:
+    publishing.delete(request.app.state.engine, layer_id)
+    return Response(status_code=204)

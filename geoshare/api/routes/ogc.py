@@ -1,5 +1,156 @@
-"""Placeholder router, filled in by its feature work."""
+"""OGC API – Features Parts 1–3: landing page, conformance, collections, items, queryables.
 
-from fastapi import APIRouter
+Endpoints are plain ``def`` (run in the threadpool): one registry lookup, one items query, and
+the features text from PostgreSQL spliced into the response without being parsed again.
+"""
 
-router = APIRouter()
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from urllib.parse import quote, urlencode
+
+import orjson
+from fastapi import APIRouter, Depends, Request
+from sqlalchemy import Connection
+from starlette.responses import Response
+
+from geoshare.api import ogc_docs
+from geoshare.api.deps import base_url, get_conn
+from geoshare.api.ogc_params import FEATURE_PARAMS, check_format, items_query, parse_names, single
+from layers.crs import CrsDef, resolve_crs
+from layers.errors import BadParameter
+from layers.query import fetch_feature, fetch_page
+from layers.registry import get_layer, list_layers
+
+router = APIRouter(tags=["OGC API – Features"])
+
+
+def _json(doc: object, media_type: str = ogc_docs.JSON) -> Response:
+    return Response(orjson.dumps(doc), media_type=media_type)
+
+
+def _format_only(request: Request) -> None:
+    check_format(request.query_params)
+    for key in request.query_params:
+        if key != "f":
+            raise BadParameter(f"unknown parameter {key!r}", field=key)
+
+
+@router.get("/", summary="Landing page")
+def landing_page(request: Request, base: str = Depends(base_url)) -> Response:
+    _format_only(request)
+    app = request.app
+    return _json(ogc_docs.landing(base, app.title, app.description))
+
+
+@router.get("/conformance", summary="Conformance classes")
+def conformance(request: Request) -> Response:
+    _format_only(request)
+    return _json({"conformsTo": ogc_docs.CONFORMANCE})
+
+
+@router.get("/collections", summary="Published layers")
+def collections(
+    request: Request, conn: Connection = Depends(get_conn), base: str = Depends(base_url)
+) -> Response:
+    _format_only(request)
+    docs = [ogc_docs.collection(base, layer) for layer in list_layers(conn)]
+    return _json(
+        {
+            "links": [ogc_docs.link(f"{base}/collections", "self", ogc_docs.JSON, "published layers")],
+            "collections": docs,
+            "crs": docs[0]["crs"] if docs else [],
+        }
+    )
+
+
+@router.get("/collections/{collection_id}", summary="One layer")
+def collection(
+    collection_id: str, request: Request, conn: Connection = Depends(get_conn), base: str = Depends(base_url)
+) -> Response:
+    _format_only(request)
+    return _json(ogc_docs.collection(base, get_layer(conn, collection_id)))
+
+
+@router.get("/collections/{collection_id}/queryables", summary="Queryable properties (JSON Schema)")
+def queryables(
+    collection_id: str, request: Request, conn: Connection = Depends(get_conn), base: str = Depends(base_url)
+) -> Response:
+    _format_only(request)
+    return _json(ogc_docs.queryables(base, get_layer(conn, collection_id)), ogc_docs.SCHEMA_JSON)
+
+
+def _crs_headers(crs: CrsDef) -> dict[str, str]:
+    return {"Content-Crs": f"<{crs.uri}>"}
+
+
+@router.get(
+    "/collections/{collection_id}/items",
+    summary="Features",
+    description="Parameters: limit, bbox, bbox-crs, datetime, properties, sortby, filter, filter-lang "
+    "(cql2-text|cql2-json), filter-crs, crs, cursor, and any queryable property as property=value. "
+    "limit above the server maximum is clamped to it.",
+)
+def items(
+    collection_id: str, request: Request, conn: Connection = Depends(get_conn), base: str = Depends(base_url)
+) -> Response:
+    settings = request.app.state.settings
+    layer = get_layer(conn, collection_id)
+    q = items_query(request.query_params, layer, settings.items_default_limit, settings.items_max_limit)
+    page = fetch_page(conn, layer, q)
+
+    href = f"{base}/collections/{quote(layer.id)}/items"
+    kept = [(k, v) for k, v in request.query_params.multi_items() if k != "cursor"]
+    self_query = urlencode(request.query_params.multi_items())
+    links = [
+        ogc_docs.link(f"{href}?{self_query}" if self_query else href, "self", ogc_docs.GEOJSON, "this page"),
+        ogc_docs.link(f"{base}/collections/{quote(layer.id)}", "collection", ogc_docs.JSON, layer.title),
+    ]
+    if page.next_cursor:
+        links.append(
+            ogc_docs.link(
+                f"{href}?{urlencode([*kept, ('cursor', page.next_cursor)])}",
+                "next",
+                ogc_docs.GEOJSON,
+                "next page",
+            )
+        )
+    head = {
+        "type": "FeatureCollection",
+        "timeStamp": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
+    }
+    if not q.is_filtered:
+        head["numberMatched"] = layer.feature_count
+    head["numberReturned"] = page.number_returned
+    head["links"] = links
+    body = orjson.dumps(head)[:-1] + b',"features":[' + page.features + b"]}"
+    return Response(body, media_type=ogc_docs.GEOJSON, headers=_crs_headers(q.crs))
+
+
+@router.get("/collections/{collection_id}/items/{feature_id}", summary="One feature")
+def item(
+    collection_id: str,
+    feature_id: str,
+    request: Request,
+    conn: Connection = Depends(get_conn),
+    base: str = Depends(base_url),
+) -> Response:
+    params = request.query_params
+    check_format(params)
+    for key in params:
+        if key not in FEATURE_PARAMS:
+            raise BadParameter(f"unknown parameter {key!r}", field=key)
+    layer = get_layer(conn, collection_id)
+    crs = resolve_crs(single(params, "crs"), "crs")
+    feature = fetch_feature(
+        conn, layer, feature_id, crs, parse_names(single(params, "properties"), "properties")
+    )
+    collection_href = f"{base}/collections/{quote(layer.id)}"
+    links = orjson.dumps(
+        [
+            ogc_docs.link(f"{collection_href}/items/{quote(feature_id, safe='')}", "self", ogc_docs.GEOJSON),
+            ogc_docs.link(collection_href, "collection", ogc_docs.JSON, layer.title),
+        ]
+    )
+    body = feature[:-1] + b',"links":' + links + b"}"
+    return Response(body, media_type=ogc_docs.GEOJSON, headers=_crs_headers(crs))

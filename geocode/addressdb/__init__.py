@@ -1,0 +1,1 @@
+"""The address database (schema ``addr``): bulk loading and address codes."""

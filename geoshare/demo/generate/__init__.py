@@ -1,0 +1,1 @@
+"""Generators of the demo city, one job per module; all take one seeded ``numpy.random.Generator``."""

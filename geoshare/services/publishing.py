@@ -1,0 +1,81 @@
+"""Publishing as one unit of work: a transaction per publish, then pruning old data tables.
+
+Pruning runs in its own transaction after the publish commits, so readers still on the replaced
+version are never blocked by the publish itself.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from sqlalchemy import Engine
+
+from geoshare.settings import Settings
+from layers.changes import ChangePage, changes_since
+from layers.model import LayerMetadata
+from layers.publish import PublishResult, delete_layer, prune_versions, publish_file
+from layers.registry import get_layer
+from layers.versions import VersionInfo, list_versions
+
+log = logging.getLogger("geoshare.publishing")
+
+
+def publish(
+    engine: Engine,
+    settings: Settings,
+    layer_id: str,
+    path: Path,
+    metadata: LayerMetadata,
+    *,
+    encoding: str | None = None,
+    source_crs: str | None = None,
+    lon_column: str | None = None,
+    lat_column: str | None = None,
+    actor: str | None = None,
+    source_name: str | None = None,
+) -> PublishResult:
+    with engine.begin() as conn:
+        result = publish_file(
+            conn,
+            layer_id,
+            path,
+            metadata,
+            encoding=encoding,
+            source_crs=source_crs,
+            lon_column=lon_column,
+            lat_column=lat_column,
+            actor=actor,
+            source_name=source_name,
+        )
+    prune(engine, settings, layer_id)
+    return result
+
+
+def prune(engine: Engine, settings: Settings, layer_id: str) -> None:
+    """Best effort: a failed prune leaves extra tables behind, never a broken layer."""
+    try:
+        with engine.begin() as conn:
+            dropped = prune_versions(conn, layer_id, max(1, settings.versions_kept))
+        if dropped:
+            log.info("layer %s: dropped data of versions %s", layer_id, dropped)
+    except Exception:  # noqa: BLE001 - the publish itself already succeeded
+        log.exception("pruning old versions of layer %s failed", layer_id)
+
+
+def delete(engine: Engine, layer_id: str) -> None:
+    with engine.begin() as conn:
+        delete_layer(conn, layer_id)
+
+
+def versions(engine: Engine, layer_id: str) -> list[VersionInfo]:
+    with engine.connect() as conn:
+        return list_versions(conn, layer_id)
+
+
+def changes(engine: Engine, layer_id: str, since: int, limit: int, after: str | None = None) -> ChangePage:
+    """Read the registry row and the feed in one snapshot, so a concurrent publish cannot split them."""
+    with engine.connect() as conn, conn.begin():
+        conn.exec_driver_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        layer = get_layer(conn, layer_id)
+        return changes_since(conn, layer, since, limit, after)
