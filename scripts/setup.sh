@@ -64,10 +64,13 @@ fi
 stamp=$(cat pyproject.toml | sha1sum | cut -c1-16)-$WITH_TEST
 if [[ "$(cat .venv/.geoshare-installed 2>/dev/null)" != "$stamp" ]]; then
   log "installing the project into .venv (first run takes a minute)"
-  .venv/bin/pip install -q --upgrade pip >/dev/null
   extras=""
   [[ $WITH_TEST == 1 ]] && extras="[test]"
-  .venv/bin/pip install -q -e ".$extras"
+  if ! { .venv/bin/pip install -q --upgrade pip && .venv/bin/pip install -q -e ".$extras"; } \
+      > .venv/pip-install.log 2>&1; then
+    cat .venv/pip-install.log >&2
+    exit 1
+  fi
   echo "$stamp" > .venv/.geoshare-installed
 fi
 log "ready"
