@@ -5,7 +5,9 @@ local counter = 0
 function init(args)
   local path = os.getenv("WRK_URLS")
   for line in io.lines(path) do
-    if #line > 0 then urls[#urls + 1] = line end
+    -- wrk sends the path as given: strip scheme and host so the request line is origin-form.
+    local path = line:gsub("^https?://[^/]+", "")
+    if #path > 0 then urls[#urls + 1] = path end
   end
   counter = math.random(1, #urls)
 end

@@ -164,7 +164,7 @@ def market_entities(book: AddressBook, n: int, rng: np.random.Generator) -> gpd.
             "法定代表人": _person_names(rng, n),
             "法定代表人身份证号": id_numbers(rng, a["district_code"].to_numpy()),
             "行业": np.array(industries, dtype=object)[industry_ix],
-            "成立日期": founded,
+            "成立日期": founded.date,  # a calendar date, not a midnight timestamp
             "经营状态": rng.choice(BUSINESS_STATUS, n, p=BUSINESS_STATUS_P),
             "所属区": a["district"].to_numpy(),
         }
