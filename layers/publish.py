@@ -216,8 +216,12 @@ def publish_frame(
     actor: str | None = None,
     source_name: str | None = None,
     note: str | None = None,
+    report: dict[str, Any] | None = None,
 ) -> PublishResult:
-    """Publish ``frame`` (any CRS with an EPSG code) as the next version of ``layer_id``."""
+    """Publish ``frame`` (any CRS with an EPSG code) as the next version of ``layer_id``.
+
+    ``report`` goes into the version record (e.g. how the frame's points were geocoded).
+    """
     return _publish(
         conn,
         layer_id,
@@ -226,7 +230,7 @@ def publish_frame(
         actor=actor,
         source_name=source_name,
         note=note,
-        report={"format": "frame"},
+        report={"format": "frame", **(report or {})},
     )
 
 

@@ -72,3 +72,24 @@ def client(db: Engine, settings: Settings) -> Iterator[TestClient]:
 
     with TestClient(create_app(settings)) as c:
         yield c
+
+
+DEMO_SCALE, DEMO_SEED = 5000, 42
+
+
+@pytest.fixture(scope="session")
+def demo_city():  # noqa: ANN201 - geoshare.demo.generate.city.City, imported lazily
+    """The small demo city (deterministic), generated once per session."""
+    from geoshare.demo.generate.city import generate_city
+
+    return generate_city(DEMO_SCALE, DEMO_SEED)
+
+
+@pytest.fixture(scope="session")
+def address_db(engine: Engine, demo_city) -> Engine:  # noqa: ANN001
+    """An engine whose ``addr`` schema holds the small demo city's address database."""
+    from geocode.addressdb.load import replace_address_database
+
+    with engine.begin() as conn:
+        replace_address_database(conn, **demo_city.address_tables())
+    return engine

@@ -151,7 +151,7 @@ def test_counts_scale_with_scale(city: City) -> None:
     ratio = len(bigger.addresses) / len(city.addresses)
     assert 2.4 < ratio < 3.6
     assert 0.75 * SCALE < len(city.addresses) < 1.25 * SCALE
-    assert len(bigger.layers["market_entities"]) == SCALE * 3 // 6
+    assert len(bigger.layers["market_entities"]) == SCALE * 3 // 5
 
 
 def test_market_entities_fields(city: City) -> None:
@@ -191,3 +191,38 @@ def test_full_load_publishes_layers_and_marks_it(db: Engine) -> None:
     assert layers["market_entities"] == "shared" and restricted == ["法定代表人身份证号"]
     assert layers["hazard_sources"] == layers["pipelines"] == "restricted"
     assert {"districts", "streets", "communities", "roads", "buildings"} <= set(layers)
+    with db.connect() as conn:
+        count, report, note = conn.execute(
+            text(
+                "SELECT feature_count, report->'geocoding', note FROM gs.layer_version "
+                "WHERE layer_id = 'market_entities' ORDER BY version DESC LIMIT 1"
+            )
+        ).one()
+        near = conn.execute(
+            text(
+                """
+                SELECT avg((ST_DWithin(m.geom::geography, a.geom::geography, 5))::int)
+                FROM layerdata.{table} m JOIN addr.address a ON a.address_code = m.{column}
+                """.replace("{table}", _table(conn, "market_entities")).replace(
+                    "{column}", _column(conn, "market_entities", "地址编码")
+                )
+            )
+        ).scalar()
+    assert report["rows"] == SCALE // 5 and count == report["matched"]
+    assert report["match_rate"] > 0.85, report["by_status"]
+    assert len(report["unmatched_rows"]) == report["unmatched"] > 0
+    assert all(r["line"] >= 2 and r["address"] for r in report["unmatched_rows"])
+    assert "geocoded" in note
+    assert near > 0.99  # each entity sits on the address the geocoder reported for it
+
+
+def _table(conn, layer_id: str) -> str:  # noqa: ANN001
+    return conn.execute(
+        text("SELECT table_name FROM gs.layer_version WHERE layer_id = :l ORDER BY version DESC LIMIT 1"),
+        {"l": layer_id},
+    ).scalar()
+
+
+def _column(conn, layer_id: str, name: str) -> str:  # noqa: ANN001
+    attributes = conn.execute(text("SELECT attributes FROM gs.layer WHERE id = :l"), {"l": layer_id}).scalar()
+    return next(a["column"] for a in attributes if a["name"] == name)

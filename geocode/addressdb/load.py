@@ -9,6 +9,8 @@ caller commits; a failure rolls everything back.
 from __future__ import annotations
 
 import io
+import json
+import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -256,15 +258,33 @@ def replace_address_database(
     buildings: gpd.GeoDataFrame,
     addresses: gpd.GeoDataFrame,
 ) -> dict[str, int]:
-    """Replace the whole address database; cross-table references are checked before writing."""
+    """Replace the whole address database; cross-table references are checked before writing.
+
+    A new version stamp goes with it (``gs.setting`` key ``addressdb``): every worker's in-memory
+    index notices the change and rebuilds, once the caller commits.
+    """
     _check_references(divisions, roads, compounds, addresses)
-    return {
+    counts = {
         "divisions": load_divisions(conn, divisions),
         "roads": load_roads(conn, roads),
         "compounds": load_compounds(conn, compounds),
         "buildings": load_buildings(conn, buildings),
         "addresses": load_addresses(conn, addresses),
     }
+    stamp_version(conn, counts)
+    return counts
+
+
+def stamp_version(conn: Connection, counts: Mapping[str, int]) -> str:
+    version = uuid.uuid4().hex
+    conn.execute(
+        text(
+            "INSERT INTO gs.setting (key, value) VALUES ('addressdb', CAST(:v AS jsonb)) "
+            "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, updated_at = now()"
+        ),
+        {"v": json.dumps({"version": version, "counts": dict(counts)})},
+    )
+    return version
 
 
 def _check_references(

@@ -2,19 +2,31 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 from fastapi import FastAPI
 from fastapi.middleware.gzip import GZipMiddleware
 
 from geoshare import __version__
 from geoshare.api import problems
-from geoshare.api.routes import catalog, health, layers, ogc
+from geoshare.api.routes import catalog, geocode, health, layers, ogc
 from geoshare.db.engine import make_engine
+from geoshare.services import geocoding
 from geoshare.settings import Settings, get_settings
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    geocoding.holder(app.state).warm_up()  # build the address index while the first requests arrive
+    yield
+    app.state.engine.dispose()
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     app = FastAPI(
+        lifespan=_lifespan,
         title="GeoShare",
         version=__version__,
         description="The city's shared base map, address database and departmental layers "
@@ -26,6 +38,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.engine = make_engine(settings.database_url, settings.pool_size)
     app.add_middleware(GZipMiddleware, minimum_size=2048)
     problems.install(app)
-    for module in (health, ogc, catalog, layers):
+    for module in (health, ogc, catalog, layers, geocode):
         app.include_router(module.router)
     return app

@@ -11,8 +11,9 @@ import typer
 from rich.console import Console
 from sqlalchemy.exc import DBAPIError
 
+from geocode.model import CONFIDENT
 from geoshare.db.engine import get_engine
-from geoshare.services import publishing
+from geoshare.services import address_layers, publishing
 from geoshare.settings import get_settings
 from layers.errors import LayerError
 from layers.model import SHARING_CLASSES, LayerMetadata
@@ -78,6 +79,11 @@ def publish(
         None, help="comma-separated fields hidden from public output"
     ),
     actor: str | None = typer.Option(None, help="who publishes (recorded in the version history)"),
+    address_column: str | None = typer.Option(
+        None,
+        help="CSV of records without coordinates: geocode this column (e.g. 注册地址), publish the matches",
+    ),
+    min_score: float = typer.Option(CONFIDENT, min=0.0, max=1.0, help="lowest match score published"),
 ) -> None:
     """Publish FILE as a new layer, or as the next version of an existing one."""
     if sharing_class not in SHARING_CLASSES:
@@ -98,6 +104,25 @@ def publish(
         key_field=key_field,
         time_field=time_field,
     )
+    if address_column:
+        result, report = _run(
+            f"geocoding {address_column} of {file.name} and publishing it as {layer_id} …",
+            lambda: address_layers.publish_address_file(
+                get_engine(), get_settings(), layer_id, file, metadata, address_column, encoding=encoding,
+                min_score=min_score, actor=actor, source_name=file.name,
+            ),
+        )  # fmt: skip
+        geo = report["geocoding"]
+        console.print(
+            f"geocoded {geo['rows']} records: {geo['matched']} matched ({geo['match_rate']:.1%}), "
+            f"{geo['unmatched']} left out (see `geoshare layer unmatched {layer_id} {result.version}`)",
+            highlight=False,
+        )
+        console.print(
+            f"published {result.layer_id} version {result.version}: {result.feature_count} features",
+            highlight=False,
+        )
+        return
     result = _run(
         f"publishing {file.name} as {layer_id} …",
         lambda: publishing.publish(
@@ -148,3 +173,19 @@ def delete(layer_id: str = typer.Argument(..., help="layer id")) -> None:
     """Delete a layer with all its versions and history."""
     _run(f"deleting {layer_id} …", lambda: publishing.delete(get_engine(), layer_id))
     console.print(f"deleted {layer_id}", highlight=False)
+
+
+@app.command("unmatched")
+def unmatched(
+    layer_id: str = typer.Argument(..., help="layer id"),
+    version: int = typer.Argument(..., help="version number"),
+    output: Path | None = typer.Option(None, "-o", "--output", help="write CSV here (default: print)"),
+) -> None:
+    """The records of a geocoded version that were left out, with why."""
+    rows = _run("reading …", lambda: address_layers.unmatched_rows(get_engine(), layer_id, version))
+    data = address_layers.rows_csv(rows)
+    if output:
+        output.write_bytes(data)
+        console.print(f"{len(rows)} rows written to {output}", highlight=False)
+    else:
+        typer.echo(data.decode("utf-8-sig"), nl=False)

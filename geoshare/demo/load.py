@@ -18,7 +18,7 @@ from sqlalchemy import Connection, Engine, text
 
 from geoshare.demo.metadata import DEPARTMENTS, LAYERS
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 MARKER_KEY = "demo"
 Progress = Callable[[str, str], None]  # (event 'start'|'done', step name)
 
@@ -77,6 +77,22 @@ class _Steps:
             self.progress("done", name)
 
 
+ADDRESS_LAYERS = {"market_entities": "注册地址"}
+"""Layers the demo builds as a department would: by geocoding the records' address column."""
+
+
+def _publish_geocoded(conn: Connection, layer_id: str, frame: Any, address_column: str) -> None:
+    """Drop the generator's true points and place the records by their (messy) addresses instead."""
+    import pandas as pd
+
+    from geocode.index import load_index
+    from geoshare.services.address_layers import geocode_records, publish_into
+
+    records = pd.DataFrame(frame.drop(columns=frame.geometry.name))
+    layer, report = geocode_records(load_index(conn), records, address_column)
+    publish_into(conn, layer_id, layer, LAYERS[layer_id], report, "demo", "demo generator (geocoded)")
+
+
 def step_names(publish: bool = True) -> list[str]:
     layers = [f"layer {k}" for k in LAYERS] if publish else []
     return ["generate city", "departments", "address database", *layers, "commit"]
@@ -105,6 +121,9 @@ def load_demo(
 
                 for layer_id, meta in LAYERS.items():
                     with steps.step(f"layer {layer_id}"):
+                        if layer_id in ADDRESS_LAYERS:
+                            _publish_geocoded(conn, layer_id, city.layers[layer_id], ADDRESS_LAYERS[layer_id])
+                            continue
                         publish_frame(
                             conn,
                             layer_id,

@@ -73,9 +73,8 @@ def _typed(series: pd.Series) -> pd.Series:
     return numbers.astype("float64")
 
 
-def read_csv(
-    data: bytes, label: str, *, encoding: str | None, lon_column: str | None, lat_column: str | None
-) -> tuple[gpd.GeoDataFrame, str]:
+def read_table(data: bytes, label: str, *, encoding: str | None) -> tuple[pd.DataFrame, str]:
+    """A CSV (comma or tab, encoding detected) as strings; the header must name every column."""
     text, encoding = decode_csv(data, encoding)
     sample = text[:8192]
     delimiter = "\t" if sample.count("\t") > sample.count(",") else ","
@@ -94,6 +93,13 @@ def read_csv(
     unnamed = [c for c in frame.columns if not c or c.startswith("Unnamed: ")]
     if unnamed:
         raise InvalidInput(f"{label} has a column without a name in its header", field="file", line=1)
+    return frame, encoding
+
+
+def read_csv(
+    data: bytes, label: str, *, encoding: str | None, lon_column: str | None, lat_column: str | None
+) -> tuple[gpd.GeoDataFrame, str]:
+    frame, encoding = read_table(data, label, encoding=encoding)
     columns = list(frame.columns)
     lon = _pick(columns, lon_column, LON_NAMES, "lon_column")
     lat = _pick(columns, lat_column, LAT_NAMES, "lat_column")

@@ -12,9 +12,10 @@ from fastapi import APIRouter, File, Form, Query, Request, UploadFile
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
+from geocode.model import CONFIDENT
 from geoshare.api.deps import base_url
 from geoshare.api.problems import Problem
-from geoshare.services import publishing
+from geoshare.services import address_layers, geocoding, publishing
 from layers.model import LayerMetadata
 
 router = APIRouter(tags=["layers"])
@@ -106,6 +107,10 @@ async def publish_layer(
     source_crs: str | None = Form(None),
     lon_column: str | None = Form(None),
     lat_column: str | None = Form(None),
+    address_column: str | None = Form(
+        None, description="CSV of records without coordinates: geocode this column and publish the matches"
+    ),
+    min_score: float = Form(CONFIDENT, ge=0.0, le=1.0, description="lowest match score published"),
 ) -> Response:
     layer_id, meta, options = parse_metadata(metadata)
     given = {
@@ -116,19 +121,39 @@ async def publish_layer(
     }
     options.update({k: v for k, v in given.items() if v})
     settings = request.app.state.settings
+    geocoded: dict[str, Any] | None = None
     with tempfile.TemporaryDirectory(prefix="geoshare-upload-") as folder:
         path = await run_in_threadpool(_spool, file, Path(folder), settings.upload_max_bytes)
-        result = await run_in_threadpool(
-            publishing.publish,
-            request.app.state.engine,
-            settings,
-            layer_id,
-            path,
-            meta,
-            actor=request.headers.get("x-geoshare-user"),
-            source_name=Path(file.filename or "upload").name,
-            **options,
-        )
+        if address_column:
+            result, report = await run_in_threadpool(
+                address_layers.publish_address_file,
+                request.app.state.engine,
+                settings,
+                layer_id,
+                path,
+                meta,
+                address_column,
+                encoding=options.get("encoding"),
+                min_score=min_score,
+                index=geocoding.holder(request.app.state).get(),
+                actor=request.headers.get("x-geoshare-user"),
+                source_name=Path(file.filename or "upload").name,
+            )
+            geocoded = address_layers.summary(
+                report, f"{base_url(request)}/layers/{layer_id}/versions/{result.version}"
+            )
+        else:
+            result = await run_in_threadpool(
+                publishing.publish,
+                request.app.state.engine,
+                settings,
+                layer_id,
+                path,
+                meta,
+                actor=request.headers.get("x-geoshare-user"),
+                source_name=Path(file.filename or "upload").name,
+                **options,
+            )
     base = base_url(request)
     body = {
         "id": result.layer_id,
@@ -140,14 +165,44 @@ async def publish_layer(
         "repaired": result.repaired,
         "links": _links(base, result.layer_id),
     }
+    if geocoded is not None:
+        body["geocoding"] = geocoded
     return JSONResponse(body, status_code=201, headers={"Location": f"{base}/collections/{result.layer_id}"})
 
 
 @router.get("/layers/{layer_id}/versions", summary="Version history of a layer")
 def layer_versions(request: Request, layer_id: str) -> Response:
     history = publishing.versions(request.app.state.engine, layer_id)
-    body = {"layer": layer_id, "versions": [v.as_json() for v in history]}
-    return Response(orjson.dumps(body), media_type="application/json")
+    base = f"{base_url(request)}/layers/{layer_id}/versions"
+    versions = []
+    for v in history:
+        item = v.as_json()
+        if "geocoding" in item["report"]:
+            item["report"] = {
+                **item["report"],
+                "geocoding": address_layers.summary(v.report, f"{base}/{v.version}"),
+            }
+        versions.append(item)
+    return Response(orjson.dumps({"layer": layer_id, "versions": versions}), media_type="application/json")
+
+
+@router.get(
+    "/layers/{layer_id}/versions/{version}/unmatched",
+    summary="Records of a geocoded version that were not published (CSV, or JSON with f=json)",
+)
+def layer_version_unmatched(
+    request: Request, layer_id: str, version: int, f: str = Query("csv", pattern="^(csv|json)$")
+) -> Response:
+    rows = address_layers.unmatched_rows(request.app.state.engine, layer_id, version)
+    if f == "json":
+        return Response(
+            orjson.dumps({"layer": layer_id, "version": version, "rows": rows}), media_type="application/json"
+        )
+    return Response(
+        address_layers.rows_csv(rows),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{layer_id}-v{version}-unmatched.csv"'},
+    )
 
 
 @router.get("/layers/{layer_id}/changes", summary="Features added, modified or removed since version N")

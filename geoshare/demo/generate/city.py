@@ -135,7 +135,7 @@ def generate_city(scale: int, seed: int) -> City:
     roads = generate_roads(divisions, density_factor(scale), rng)
     book = generate_addresses(divisions, roads, scale, rng)
     layers = {
-        "market_entities": market_entities(book, max(scale // 6, 100), rng),
+        "market_entities": market_entities(book, max(scale // 5, 100), rng),  # ≥ 50,000 geocoded
         "emergency_shelters": emergency_shelters(book, max(scale // 1000, 20), rng),
         "hazard_sources": hazard_sources(book, max(scale // 2000, 20), rng),
         "pipelines": pipelines(roads, max(scale // 8, 200), rng),

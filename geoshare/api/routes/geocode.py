@@ -1,0 +1,141 @@
+"""Forward geocoding: ``GET /geocode`` and ``POST /geocode/batch`` (JSON, up to 1,000 addresses).
+
+Handlers are ``async``: matching is a few dozen microseconds of pure CPU on the worker's
+in-memory index, so a hop to the thread pool would cost more than the work.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import Response
+
+from geocode.model import Candidate, Components, GeocodeResult
+from geocode.normalize import MAX_QUERY_CHARS
+from geoshare.services import geocoding
+from geoshare.services.coords import from_wgs84, geocode_crs
+from layers.errors import BadParameter
+
+router = APIRouter(tags=["geocoding"])
+BATCH_MAX = 1000
+LIMIT_MAX = 20
+
+
+def _json(body: Any, status: int = 200) -> Response:
+    return Response(orjson.dumps(body), status_code=status, media_type="application/json")
+
+
+def candidate_body(c: Candidate, crs: str) -> dict[str, Any]:
+    lon, lat = (c.lon, c.lat) if crs == "EPSG:4326" else from_wgs84(c.lon, c.lat, crs)
+    return {
+        "formatted_address": c.formatted_address,
+        "province": c.province,
+        "city": c.city,
+        "district": c.district,
+        "township": c.township,
+        "community": c.community,
+        "road": c.road,
+        "number": c.number,
+        "compound": c.compound,
+        "building": c.building,
+        "unit": c.unit,
+        "room": c.room,
+        "adcode": c.adcode,
+        "towncode": c.towncode,
+        "community_code": c.community_code,
+        "address_code": c.address_code,
+        "level": c.level.label,
+        "level_code": c.level.value,
+        "score": round(c.score, 3),
+        "location": {"lon": round(lon, 7), "lat": round(lat, 7)},
+        "crs": crs,
+    }
+
+
+def result_body(r: GeocodeResult, crs: str, parsed: bool = True) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "query": r.query,
+        "status": r.status.value,
+        "candidates": [candidate_body(c, crs) for c in r.candidates],
+    }
+    if r.message:
+        body["message"] = r.message
+    if parsed:
+        body["parsed"] = {
+            name: getattr(r.parsed, name)
+            for name in Components.__slots__
+            if getattr(r.parsed, name) is not None
+        }
+    return body
+
+
+def check_address(value: str | None, field: str) -> str:
+    if value is None or not value.strip():
+        raise BadParameter(f"{field} is required and must not be blank", field=field)
+    if len(value) > MAX_QUERY_CHARS:
+        raise BadParameter(
+            f"{field} is longer than {MAX_QUERY_CHARS} characters; is it an address?", field=field
+        )
+    return value
+
+
+@router.get("/geocode", summary="Address → coordinates (forward geocoding)")
+async def geocode_one(
+    request: Request,
+    address: str | None = Query(None, description="the address, in any usual Chinese form"),
+    city: str | None = Query(None, description="admin context: city name, e.g. 北京"),
+    district: str | None = Query(None, description="admin context: district name, e.g. 朝阳区"),
+    limit: int = Query(5, ge=1, le=LIMIT_MAX),
+    crs: str | None = Query(None, description="EPSG:4326 (default), EPSG:4490, GCJ-02 or BD-09"),
+) -> Response:
+    address = check_address(address, "address")
+    out_crs = geocode_crs(crs)
+    result = geocoding.forward(request.app, address, city=city, district=district, limit=limit)
+    return _json(result_body(result, out_crs))
+
+
+@router.post("/geocode/batch", summary="Many addresses at once (JSON, up to 1,000)")
+async def geocode_batch(request: Request) -> Response:
+    content_type = request.headers.get("content-type", "")
+    if not content_type.startswith("application/json"):
+        raise BadParameter(
+            'send JSON {"addresses": [...]} here; upload CSV files of any size to POST /jobs/geocode',
+            field="content-type",
+        )
+    try:
+        payload = orjson.loads(await request.body())
+    except orjson.JSONDecodeError as exc:
+        raise BadParameter(f"the body is not valid JSON: {exc}", field="body") from None
+    options: dict[str, Any] = {}
+    if isinstance(payload, dict):
+        addresses = payload.get("addresses")
+        options = payload
+    else:
+        addresses = payload
+    if not isinstance(addresses, list):
+        raise BadParameter("addresses must be a JSON list of strings", field="addresses")
+    if len(addresses) > BATCH_MAX:
+        raise BadParameter(
+            f"at most {BATCH_MAX} addresses per request; upload larger files to POST /jobs/geocode",
+            field="addresses",
+        )
+    for i, a in enumerate(addresses):
+        if not isinstance(a, str):
+            raise BadParameter(f"addresses[{i}] is not a string", field=f"addresses[{i}]")
+    limit = options.get("limit", 1)
+    if not isinstance(limit, int) or not 1 <= limit <= LIMIT_MAX:
+        raise BadParameter(f"limit must be an integer within 1..{LIMIT_MAX}", field="limit")
+    out_crs = geocode_crs(options.get("crs"))
+    city, district = options.get("city"), options.get("district")
+    results = geocoding.forward_many(
+        request.app,
+        [a[: MAX_QUERY_CHARS * 2] for a in addresses],
+        city=city if isinstance(city, str) else None,
+        district=district if isinstance(district, str) else None,
+        limit=limit,
+    )
+    bodies = [result_body(r, out_crs, parsed=False) for r in results]
+    matched = sum(1 for r in results if r.candidates)
+    return _json({"count": len(results), "matched": matched, "crs": out_crs, "results": bodies})
