@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from rapidfuzz import process
-from rapidfuzz.distance import Indel
+from rapidfuzz.distance import OSA
 
 from geocode.formatting import address_code, door_text, full_address
 from geocode.gazetteer import (
@@ -91,7 +91,7 @@ def _fuzzy_roads(index: AddressIndex, head: str, district: str | None) -> list[t
     names = index.names_in_district.get(district, []) if district else index.names
     out: list[tuple[int, float]] = []
     for name, sim, _ in process.extract(
-        head, names, scorer=Indel.normalized_similarity, limit=6, score_cutoff=FUZZY_MIN
+        head, names, scorer=OSA.normalized_similarity, limit=6, score_cutoff=FUZZY_MIN
     ):
         for road in index.roads_by_name[name]:
             if district is None or index.road_district[road] == district:
@@ -241,6 +241,9 @@ def _fuzzy_hits(index: AddressIndex, p: Parsed) -> list[_Hit]:
         return []
     district = p.admin[DISTRICT].code if DISTRICT in p.admin else None
     fuzzy = _fuzzy_roads(index, p.head, district) or (_fuzzy_roads(index, p.head, None) if district else [])
+    if p.gave_back and p.full_admin is not None:
+        # a misspelt name cannot show that it begins with the division handed back: keep it as context
+        p = replace(p, admin=p.full_admin)
     return [_on_road(index, p, r, s) for r, s in fuzzy]
 
 

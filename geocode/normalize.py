@@ -31,7 +31,7 @@ _CN_DIGITS = {
 }
 _CN_UNITS = {"十": 10, "百": 100, "千": 1000}
 _NUMERAL = "零〇○一二两三四五六七八九十百千"
-_COUNTED = "号楼|号院|号|栋|幢|座|单元|室|层|楼|户"
+_COUNTED = "号楼|号院|号|栋|幢|座|单元|室|层|楼|户|院"
 _CN_NUMBER_RE = re.compile(rf"(?<![{_NUMERAL}])([{_NUMERAL}]+)(?=(?:{_COUNTED}))")
 _SEPARATORS_RE = re.compile(r"[\s,，。.、;；:：!！?？\"'“”‘’`()（）\[\]【】{}<>《》「」『』|/\\_~*&^%$@=+]+")
 _DASHES_RE = re.compile(r"(?<=\d)\s*[-－—–~～之]\s*(?=\d)")

@@ -93,3 +93,12 @@ def address_db(engine: Engine, demo_city) -> Engine:  # noqa: ANN001
     with engine.begin() as conn:
         replace_address_database(conn, **demo_city.address_tables())
     return engine
+
+
+@pytest.fixture(scope="module")
+def api(address_db: Engine, settings: Settings) -> Iterator[TestClient]:
+    """The whole app over the small demo city's address database (platform tables left as they are)."""
+    from geoshare.api.app import create_app
+
+    with TestClient(create_app(settings)) as c:
+        yield c

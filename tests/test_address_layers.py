@@ -58,7 +58,9 @@ def test_publish_by_address_column(
 
     versions = client.get("/layers/shops/versions").json()["versions"]
     summary = versions[0]["report"]["geocoding"]
-    assert "unmatched_rows" not in summary and summary["match_rate"] == pytest.approx(len(full) / geo["rows"], 1e-3)
+    assert "unmatched_rows" not in summary and summary["match_rate"] == pytest.approx(
+        len(full) / geo["rows"], 1e-3
+    )
     unmatched = client.get(summary["unmatched_href"].replace("http://testserver", ""))
     assert unmatched.status_code == 200 and unmatched.headers["content-type"].startswith("text/csv")
     listed = list(csv.DictReader(io.StringIO(unmatched.content.decode("utf-8-sig"))))
@@ -84,7 +86,9 @@ def test_wrong_address_column_publishes_nothing(
     assert client.get("/layers/shops2/versions/1/unmatched").status_code == 404
 
 
-def test_cli_publish_by_address_column(db: Engine, address_db: Engine, records: tuple[Path, list[str]]) -> None:
+def test_cli_publish_by_address_column(
+    db: Engine, address_db: Engine, records: tuple[Path, list[str]]
+) -> None:
     from geoshare.cli.main import app
 
     path, full = records

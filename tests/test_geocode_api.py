@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -12,7 +11,6 @@ from sqlalchemy import Engine, text
 
 from geocode.addressdb.load import stamp_version
 from geoshare.services import geocoding
-from geoshare.settings import Settings
 from layers.crs import wgs84_to_gcj02
 
 CONTRACT = {
@@ -20,14 +18,6 @@ CONTRACT = {
     "compound", "building", "unit", "room", "adcode", "towncode", "address_code", "level", "score",
     "location", "crs",
 }  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def api(address_db: Engine, settings: Settings) -> Iterator[TestClient]:
-    from geoshare.api.app import create_app
-
-    with TestClient(create_app(settings)) as c:
-        yield c
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ from fastapi.middleware.gzip import GZipMiddleware
 
 from geoshare import __version__
 from geoshare.api import problems
-from geoshare.api.routes import catalog, geocode, health, layers, ogc
+from geoshare.api.routes import admin_areas, catalog, compat, geocode, health, layers, ogc, reverse
 from geoshare.db.engine import make_engine
 from geoshare.services import geocoding
 from geoshare.settings import Settings, get_settings
@@ -38,6 +38,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.engine = make_engine(settings.database_url, settings.pool_size)
     app.add_middleware(GZipMiddleware, minimum_size=2048)
     problems.install(app)
-    for module in (health, ogc, catalog, layers, geocode):
+    for module in (health, ogc, catalog, layers, geocode, reverse, admin_areas, compat):
         app.include_router(module.router)
     return app

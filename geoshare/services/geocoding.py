@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import Engine
 
+from geocode.gazetteer import default_gazetteer
 from geocode.index import AddressIndex, current_version, load_index
 from geocode.match import geocode
 from geocode.model import GeocodeResult
@@ -62,6 +63,7 @@ class IndexHolder:
         return self.index
 
     def _load(self) -> None:
+        default_gazetteer()  # built once per process; not on the first request's time
         with self.engine.connect() as conn:
             index = load_index(conn)
         if index.size == 0 and not index.divisions:
