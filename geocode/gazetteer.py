@@ -176,6 +176,8 @@ def _add_china(g: Gazetteer) -> dict[str, Place]:
         short = _short_city(c.name)
         if short:
             g.add_alias(short, c, bare=True)
+            if c.name.endswith("市") and short + "地区" not in g.aliases:
+                g.add_alias(short + "地区", c)  # most prefecture cities were 地区 before (柳州地区)
     for row in _rows("areas.csv"):
         d = Place(row["code"], DISTRICT, row["name"], row["cityCode"])
         g.add_place(d)
@@ -230,20 +232,26 @@ def _add_renames(g: Gazetteer) -> None:
                 g.add_alias(short, place, bare=True)
     by_name: dict[tuple[str, str], Place] = {}
     for p in g.places.values():
-        if p.level == DISTRICT and p.parent:
-            by_name[(g.places[p.parent[:2]].name, p.name)] = p
+        if p.level in (CITY, DISTRICT) and p.parent:
+            by_name[(g.places[p.code[:2]].name, p.name)] = p
     with _data("division_renames_jionlp.txt").open(encoding="utf-8") as fh:
         for line in fh:
             if "=>" not in line:
                 continue
             old, new = line.rstrip("\n").split("=>")
             old_parts, new_parts = old.split("\t")[2:], new.split("\t")
-            if len(old_parts) < 6 or len(new_parts) < 3:
-                continue
-            old_county, new_province, new_county = old_parts[4], new_parts[0], new_parts[2]
-            target = by_name.get((new_province, new_county))
-            if target and old_county and old_county != new_county and old_county not in g.aliases:
-                g.add_alias(old_county, target)
+            # (old name, its short form, new name) at city level, then at county level when given
+            pairs = [(old_parts[2:4], new_parts[1] if len(new_parts) > 1 else "")]
+            if len(old_parts) >= 6 and len(new_parts) >= 3:
+                pairs = [(old_parts[4:6], new_parts[2])]
+            for (old_name, old_short), new_name in pairs:
+                target = by_name.get((new_parts[0], new_name))
+                if target is None or old_name == new_name:
+                    continue
+                # added even where the name is current elsewhere (城区): the chain read before it picks
+                g.add_alias(old_name, target)
+                if old_short:
+                    g.add_alias(old_short, target, bare=True)
 
 
 @lru_cache(maxsize=1)

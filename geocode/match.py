@@ -183,6 +183,9 @@ def _interpolate(index: AddressIndex, p: Parsed, road: int, factor: float) -> _H
 
 def _compound_hits(index: AddressIndex, p: Parsed, name: str) -> list[_Hit]:
     hits: list[_Hit] = []
+    building, unit, room = p.building, p.unit, p.room
+    if p.door is not None:  # 富力苑7号 / 富力苑7-1-801: after a compound name a number is a building
+        building, unit, room = p.door, p.building, p.unit
     for c in index.compounds_by_name.get(name, ()):
         road = int(index.compound_road[c])
         if road < 0:
@@ -193,9 +196,9 @@ def _compound_hits(index: AddressIndex, p: Parsed, name: str) -> list[_Hit]:
             head=index.road_name[road],
             door=int(index.compound_door[c]),
             suffix=SUFFIXES[int(index.compound_suffix[c])],
-            building=p.building,
-            unit=p.unit,
-            room=p.room,
+            building=building,
+            unit=unit,
+            room=room,
         )
         hit = _on_road(index, as_door, road, 1.0)
         community = index.compound_community[c]
@@ -224,9 +227,13 @@ def _exact_hits(index: AddressIndex, p: Parsed) -> list[_Hit]:
         return []
     roads, sim, leftover = _road_candidates(index, head)
     if roads:
-        if p.gave_back and p.full_admin is not None and len(leftover) >= p.given_back:
-            # the road does not begin with the name handed back: it was a division after all
-            p = replace(p, admin=p.full_admin, gave_back=False)
+        if p.gave_back:
+            # names handed back that the road does not begin with were divisions after all
+            admin = p.admin
+            for offset, chain in p.handed:
+                if len(leftover) >= offset:
+                    admin = chain
+            p = replace(p, admin=admin)
         return [_on_road(index, p, r, sim) for r in roads]
     for i in range(len(head) - 1):
         if head[i:] in index.compounds_by_name:
@@ -241,9 +248,9 @@ def _fuzzy_hits(index: AddressIndex, p: Parsed) -> list[_Hit]:
         return []
     district = p.admin[DISTRICT].code if DISTRICT in p.admin else None
     fuzzy = _fuzzy_roads(index, p.head, district) or (_fuzzy_roads(index, p.head, None) if district else [])
-    if p.gave_back and p.full_admin is not None:
-        # a misspelt name cannot show that it begins with the division handed back: keep it as context
-        p = replace(p, admin=p.full_admin)
+    if p.handed:
+        # a misspelt name cannot show that it begins with the divisions handed back: keep them as context
+        p = replace(p, admin=p.handed[-1][1])
     return [_on_road(index, p, r, s) for r, s in fuzzy]
 
 

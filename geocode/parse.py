@@ -29,6 +29,7 @@ from geocode.model import Components
 from geocode.normalize import normalize
 
 HOME_PROVINCE = "11"  # the served city's province: preferred when a name is ambiguous nationwide
+MUNICIPALITIES = ("北京市", "天津市", "上海市", "重庆市")
 
 _TOKEN_RE = re.compile(r"([甲乙丙丁])?(\d+)((?:-\d+)*)(号楼|号院|号|单元|室|层|楼|户|院)?")
 _DOOR_UNITS = ("号", "号院", "院", None)
@@ -55,9 +56,11 @@ class Parsed:
     room: int | None = None
     floor: int | None = None
     remainder: str = ""
-    gave_back: bool = False  # the last division name was handed back to the head
-    given_back: int = 0  # … that many characters
-    full_admin: dict[int, Place] | None = None  # … the chain with it, for when the road does not use it
+    trailing: bool = False  # a division name was written after the address (… 22号，朝阳区)
+    gave_back: bool = False  # division names were handed back to the head …
+    handed: list[tuple[int, dict[int, Place]]] = field(default_factory=list)
+    # … as (head characters up to the end of each name, the chain including it): a road matched
+    # after that many characters did not use the name, so the name counts as context after all
 
     def components(self) -> Components:
         c = Components()
@@ -85,16 +88,35 @@ def _consistent(admin: dict[int, Place], place: Place) -> bool:
     return all(q.contains(place) or place.contains(q) for q in admin.values())
 
 
+def _regrouped(admin: dict[int, Place], place: Place, bare: bool) -> bool:
+    """A county written under the prefecture it belonged to before a regrouping (柳州地区忻城县,
+    now 来宾市): same province, no county read yet, and its full name — the county wins."""
+    city = admin.get(CITY)
+    return (
+        not bare
+        and place.level == DISTRICT
+        and city is not None
+        and DISTRICT not in admin
+        and place.code[:2] == city.code[:2]
+        and all(q.level < CITY or q.contains(place) or q is city for q in admin.values())
+    )
+
+
 def _best_alias(
     gaz: Gazetteer, text: str, pos: int, admin: dict[int, Place]
 ) -> tuple[int, Place, bool] | None:
     best: tuple[int, Place, bool] | None = None
-    best_rank: tuple[int, int, int] | None = None
+    best_rank: tuple[int, bool, bool, bool, int, bool] | None = None
     for end, alias in gaz.scan(text, pos):
         place = alias.place
-        if not _consistent(admin, place):
+        consistent = _consistent(admin, place)
+        if not consistent and not _regrouped(admin, place, alias.bare):
             continue
-        rank = (end, place.code.startswith(HOME_PROVINCE), -place.level)
+        home = place.code.startswith(HOME_PROVINCE)
+        fresh = admin.get(place.level) != place  # 吉林吉林: the second one is the city
+        # the served city wins ties down to its districts (朝阳 → 朝阳区 of Beijing), but not with a
+        # street or village stem against a province or county elsewhere (河北 → 河北省, not 河北镇)
+        rank = (end, consistent, fresh, home and place.level <= DISTRICT, -place.level, home)
         if best_rank is None or rank > best_rank:
             best, best_rank = (end, place, alias.bare), rank
     return best
@@ -121,6 +143,8 @@ def read_admin(
         if hit is None:
             break
         end, place, bare = hit
+        if CITY in chain and place.level == DISTRICT and not chain[CITY].contains(place):
+            chain[CITY] = gaz.places[place.parent or place.code[:4]]  # regrouped: today's prefecture
         if bare and chain.get(place.level) == place:
             break  # 酒仙桥街道酒仙桥东路: a stem repeated right after its division starts the road name
         steps.append(AdminStep(pos, dict(chain), bare))
@@ -190,11 +214,18 @@ def _read_tail(p: Parsed, rest: str, gaz: Gazetteer) -> None:
             if w != p.compound:
                 kept.append(w)
             continue
-        chain, end, _ = read_admin(gaz, w, p.admin)
-        if end == len(w) and len(chain) > len(p.admin):
-            p.admin = chain
+        chain, end, steps = read_admin(gaz, w, p.admin)
+        added = [level for level in chain if level not in p.admin]
+        # a whole word of division names, or a full district (or coarser) name before other words
+        whole = end == len(w) and not all(s.bare for s in steps)
+        leading = end > 0 and not steps[0].bare and min(added, default=COMMUNITY + 1) <= DISTRICT
+        if added and (whole or leading):
+            p.admin = chain  # 将台东路22号（朝阳区）（近地铁站）: the district counts, the rest is remainder
+            p.trailing = True
             if w == p.compound:
                 p.compound = ""
+            if end < len(w):
+                kept.append(w[end:])
         elif w != p.compound:
             kept.append(w)
     p.remainder = "".join(kept)
@@ -220,13 +251,17 @@ def parse(query: str, context: dict[int, Place] | None = None, gaz: Gazetteer | 
     if end >= len(text):
         return readings
     # hand back the last division name, or the last two when both were bare stems (酒仙桥 + 东路)
-    for k, step in enumerate(reversed(steps[-2:])):
-        if k == 1 and not (step.bare and steps[-1].bare):
+    for k in range(len(steps) - 1, max(len(steps) - 3, -1), -1):
+        step = steps[k]
+        if k < len(steps) - 1 and not (step.bare and steps[-1].bare):
             break
-        if k == 0 and not (step.bare or not text[end].isdigit()):
+        if k == len(steps) - 1 and not (step.bare or not text[end].isdigit()):
             continue
         other = _split(text, step.start, step.before, gaz, True)
-        other.full_admin, other.given_back = admin, end - step.start
+        for j in range(k, len(steps)):
+            stop = steps[j + 1].start if j + 1 < len(steps) else end
+            chain = steps[j + 1].before if j + 1 < len(steps) else admin
+            other.handed.append((stop - step.start, chain))
         readings.append(other)
     return readings
 
@@ -238,12 +273,15 @@ def parse_divisions(query: str) -> Components:
     comps = Components()
     if not readings:
         return comps
-    admin = readings[0].admin
+    # a division written out after the address outweighs a stem guessed at its start
+    admin = next((r.admin for r in readings if r.trailing), readings[0].admin)
     if admin:
         finest = admin[max(admin)]
         for place in gaz.path(finest):
             if place.level in _LEVEL_FIELDS:
                 setattr(comps, _LEVEL_FIELDS[place.level], place.name)
+    if comps.province in MUNICIPALITIES and comps.city is None:
+        comps.city = comps.province
     return comps
 
 

@@ -51,9 +51,11 @@ def engine(settings: Settings) -> Iterator[Engine]:
 
 def _wipe(engine: Engine) -> None:
     with engine.begin() as conn:
-        tables = conn.execute(
-            text("SELECT tablename FROM pg_tables WHERE schemaname = 'layerdata'")
-        ).scalars().all()
+        tables = (
+            conn.execute(text("SELECT tablename FROM pg_tables WHERE schemaname = 'layerdata'"))
+            .scalars()
+            .all()
+        )
         for t in tables:
             conn.execute(text(f'DROP TABLE layerdata."{t}"'))
         conn.execute(text("TRUNCATE gs.layer, gs.layer_version, gs.layer_change, gs.department CASCADE"))

@@ -10,16 +10,19 @@ from fastapi.middleware.gzip import GZipMiddleware
 
 from geoshare import __version__
 from geoshare.api import problems
-from geoshare.api.routes import admin_areas, catalog, compat, geocode, health, layers, ogc, reverse
+from geoshare.api.routes import admin_areas, catalog, compat, geocode, health, jobs, layers, ogc, reverse
 from geoshare.db.engine import make_engine
+from geoshare.jobs import geocode_job
 from geoshare.services import geocoding
 from geoshare.settings import Settings, get_settings
 
 
 @asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    geocode_job.recover_stale(app.state.engine)  # jobs of a worker that died are failed, not left running
     geocoding.holder(app.state).warm_up()  # build the address index while the first requests arrive
     yield
+    geocode_job.stop_jobs(app)
     app.state.engine.dispose()
 
 
@@ -38,6 +41,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.engine = make_engine(settings.database_url, settings.pool_size)
     app.add_middleware(GZipMiddleware, minimum_size=2048)
     problems.install(app)
-    for module in (health, ogc, catalog, layers, geocode, reverse, admin_areas, compat):
+    for module in (health, ogc, catalog, layers, geocode, reverse, admin_areas, compat, jobs):
         app.include_router(module.router)
     return app

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from geoshare.cli import db, demo, layer, serve
+from geoshare.cli import db, demo, geocode, layer, serve
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -15,3 +15,5 @@ app.add_typer(db.app, name="db")
 app.add_typer(layer.app, name="layer")
 app.add_typer(demo.app, name="demo")
 app.command("serve")(serve.serve)
+app.command("geocode")(geocode.geocode_cmd)
+app.command("geocode-batch")(geocode.geocode_batch_cmd)

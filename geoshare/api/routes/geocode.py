@@ -14,6 +14,7 @@ from fastapi.responses import Response
 
 from geocode.model import Candidate, Components, GeocodeResult
 from geocode.normalize import MAX_QUERY_CHARS
+from geoshare.api.routes import jobs
 from geoshare.services import geocoding
 from geoshare.services.coords import from_wgs84, geocode_crs
 from layers.errors import BadParameter
@@ -96,12 +97,42 @@ async def geocode_one(
     return _json(result_body(result, out_crs))
 
 
-@router.post("/geocode/batch", summary="Many addresses at once (JSON, up to 1,000)")
+_BATCH_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "required": ["addresses"],
+                    "properties": {
+                        "addresses": {"type": "array", "items": {"type": "string"}, "maxItems": BATCH_MAX},
+                        "city": {"type": "string"},
+                        "district": {"type": "string"},
+                        "limit": {"type": "integer", "minimum": 1, "maximum": LIMIT_MAX, "default": 1},
+                        "crs": {"type": "string", "enum": ["EPSG:4326", "EPSG:4490", "GCJ-02", "BD-09"]},
+                    },
+                },
+                "example": {
+                    "addresses": ["北京市朝阳区将台东路22号", "海淀区中关村三巷38号"],
+                    "crs": "GCJ-02",
+                },
+            }
+        },
+    }
+}
+
+
+@router.post(
+    "/geocode/batch", summary="Many addresses at once (JSON, up to 1,000)", openapi_extra=_BATCH_BODY
+)
 async def geocode_batch(request: Request) -> Response:
+    if jobs.is_csv_upload(request):  # a CSV file of any size becomes a job (202 + Location)
+        return await jobs.accept_csv_upload(request)
     content_type = request.headers.get("content-type", "")
     if not content_type.startswith("application/json"):
         raise BadParameter(
-            'send JSON {"addresses": [...]} here; upload CSV files of any size to POST /jobs/geocode',
+            'send JSON {"addresses": [...]} (up to 1,000), or a CSV file (text/csv or multipart "file")',
             field="content-type",
         )
     try:
