@@ -12,6 +12,7 @@ changes; see ``geoshare.services.geocoding``.
 
 from __future__ import annotations
 
+import bisect
 import io
 import time
 from collections import defaultdict
@@ -80,6 +81,8 @@ class AddressIndex:
     road_max_door: np.ndarray
     names: list[str] = field(default_factory=list)  # unique road names
     names_in_district: dict[str, list[str]] = field(default_factory=dict)
+    names_by_length: list[str] = field(default_factory=list)  # unique road names, shortest first
+    length_starts: list[int] = field(default_factory=list)  # first position of each name length
     load_seconds: float = 0.0
 
     @property
@@ -107,6 +110,16 @@ class AddressIndex:
         below = i - 1 if i > 0 and self.pkey[i - 1] >= base else -1
         above = i if i < self.pkey.size and self.pkey[i] < base + 10_000 else -1
         return below, above
+
+    def names_of_length(self, shortest: int, longest: int) -> list[str]:
+        """Road names of ``shortest``..``longest`` characters (a slice: no copying per name)."""
+        if not self.length_starts:
+            lengths = [len(n) for n in self.names_by_length]
+            self.length_starts = [bisect.bisect_left(lengths, k) for k in range(max(lengths, default=0) + 2)]
+        starts = self.length_starts
+        lo = starts[min(max(shortest, 0), len(starts) - 1)]
+        hi = starts[min(max(longest + 1, 0), len(starts) - 1)]
+        return self.names_by_length[lo:hi]
 
     def community_of(self, row: int) -> str:
         return self.community_codes[int(self.community[row])]
@@ -259,6 +272,7 @@ def load_index(conn: Connection) -> AddressIndex:
         road_max_door=road_max,
         names=list(roads_by_name),
         names_in_district=dict(names_in_district),
+        names_by_length=sorted(roads_by_name, key=len),
     )
     index.load_seconds = round(time.perf_counter() - started, 2)
     return index

@@ -13,10 +13,10 @@ below, which is how a nonexistent address comes back "not sure" instead of confi
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from rapidfuzz import process
-from rapidfuzz.distance import OSA
+from rapidfuzz.distance import OSA, Indel
 
 from geocode.formatting import address_code, door_text, full_address
 from geocode.gazetteer import (
@@ -88,11 +88,19 @@ def _fuzzy_roads(index: AddressIndex, head: str, district: str | None) -> list[t
     """(road, similarity) for names within a few edits of the head: typos, dropped characters."""
     if len(head) < 2:
         return []
-    names = index.names_in_district.get(district, []) if district else index.names
+    if district:
+        names = index.names_in_district.get(district, [])
+    else:  # city-wide: only names of about the head's length can be within a couple of edits
+        names = index.names_of_length(len(head) - 2, len(head) + 2)
     out: list[tuple[int, float]] = []
-    for name, sim, _ in process.extract(
-        head, names, scorer=OSA.normalized_similarity, limit=6, score_cutoff=FUZZY_MIN
-    ):
+    # Indel has a vectorised path: shortlist with it, then rank the few by OSA, which counts a
+    # swap of two characters (看丹 → 丹看) as one edit
+    shortlist = process.extract(head, names, scorer=Indel.normalized_similarity, limit=12, score_cutoff=0.5)
+    scored = [(name, OSA.normalized_similarity(head, name)) for name, _, _ in shortlist]
+    scored.sort(key=lambda ns: -ns[1])
+    for name, sim in scored[:6]:
+        if sim < FUZZY_MIN:
+            break
         for road in index.roads_by_name[name]:
             if district is None or index.road_district[road] == district:
                 out.append((road, float(sim)))
@@ -233,7 +241,7 @@ def _exact_hits(index: AddressIndex, p: Parsed) -> list[_Hit]:
             for offset, chain in p.handed:
                 if len(leftover) >= offset:
                     admin = chain
-            p = replace(p, admin=admin)
+            p.admin = admin  # readings are this call's own: set, not copied
         return [_on_road(index, p, r, sim) for r in roads]
     for i in range(len(head) - 1):
         if head[i:] in index.compounds_by_name:
@@ -243,15 +251,18 @@ def _exact_hits(index: AddressIndex, p: Parsed) -> list[_Hit]:
     return []
 
 
-def _fuzzy_hits(index: AddressIndex, p: Parsed) -> list[_Hit]:
+def _fuzzy_hits(index: AddressIndex, p: Parsed) -> tuple[list[_Hit], float]:
+    """Hits on roads spelt like the head, and the best similarity found."""
     if not p.head:
-        return []
-    district = p.admin[DISTRICT].code if DISTRICT in p.admin else None
-    fuzzy = _fuzzy_roads(index, p.head, district) or (_fuzzy_roads(index, p.head, None) if district else [])
+        return [], 0.0
     if p.handed:
         # a misspelt name cannot show that it begins with the divisions handed back: keep them as context
-        p = replace(p, admin=p.handed[-1][1])
-    return [_on_road(index, p, r, s) for r, s in fuzzy]
+        p.admin = p.handed[-1][1]
+    district = p.admin[DISTRICT].code if DISTRICT in p.admin else None
+    fuzzy = _fuzzy_roads(index, p.head, district)
+    if not fuzzy and district and not p.gave_back:
+        fuzzy = _fuzzy_roads(index, p.head, None)  # the district may be the mistake
+    return [_on_road(index, p, r, s) for r, s in fuzzy], max((s for _, s in fuzzy), default=0.0)
 
 
 def _dress(index: AddressIndex, gaz: Gazetteer, hit: _Hit, p: Parsed) -> Candidate:
@@ -357,7 +368,11 @@ def geocode(
     scored = [(h, r) for r in readings for h in _exact_hits(index, r)]
     known_name = bool(scored)
     if not scored:
-        scored = [(h, r) for r in readings for h in _fuzzy_hits(index, r)]
+        for reading in readings:  # the greedy reading first; the others only if it found no close name
+            hits, best_sim = _fuzzy_hits(index, reading)
+            scored.extend((h, reading) for h in hits)
+            if best_sim >= 0.75:
+                break
     main = readings[0]
     if not scored:
         asked_more = bool(main.head or main.door is not None)

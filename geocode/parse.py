@@ -82,12 +82,6 @@ class Parsed:
         return c
 
 
-def _consistent(admin: dict[int, Place], place: Place) -> bool:
-    if place.level in admin:
-        return admin[place.level].code == place.code
-    return all(q.contains(place) or place.contains(q) for q in admin.values())
-
-
 def _regrouped(admin: dict[int, Place], place: Place, bare: bool) -> bool:
     """A county written under the prefecture it belonged to before a regrouping (柳州地区忻城县,
     now 来宾市): same province, no county read yet, and its full name — the county wins."""
@@ -107,13 +101,20 @@ def _best_alias(
 ) -> tuple[int, Place, bool] | None:
     best: tuple[int, Place, bool] | None = None
     best_rank: tuple[int, bool, bool, bool, int, bool] | None = None
-    for end, alias in gaz.scan(text, pos):
+    found = gaz.scan(text, pos)
+    if not found:
+        return None
+    codes = [q.code for q in admin.values()]
+    for end, alias in found:
         place = alias.place
-        consistent = _consistent(admin, place)
+        code = place.code
+        # division codes nest (11 ⊃ 1101 ⊃ 110105 ⊃ 110105023): one path means prefix-related codes
+        consistent = all(code.startswith(c) or c.startswith(code) for c in codes)
         if not consistent and not _regrouped(admin, place, alias.bare):
             continue
-        home = place.code.startswith(HOME_PROVINCE)
-        fresh = admin.get(place.level) != place  # 吉林吉林: the second one is the city
+        home = code.startswith(HOME_PROVINCE)
+        same = admin.get(place.level)
+        fresh = same is None or same.code != code  # 吉林吉林: the second one is the city
         # the served city wins ties down to its districts (朝阳 → 朝阳区 of Beijing), but not with a
         # street or village stem against a province or county elsewhere (河北 → 河北省, not 河北镇)
         rank = (end, consistent, fresh, home and place.level <= DISTRICT, -place.level, home)
@@ -145,7 +146,8 @@ def read_admin(
         end, place, bare = hit
         if CITY in chain and place.level == DISTRICT and not chain[CITY].contains(place):
             chain[CITY] = gaz.places[place.parent or place.code[:4]]  # regrouped: today's prefecture
-        if bare and chain.get(place.level) == place:
+        same = chain.get(place.level)
+        if bare and same is not None and same.code == place.code:
             break  # 酒仙桥街道酒仙桥东路: a stem repeated right after its division starts the road name
         steps.append(AdminStep(pos, dict(chain), bare))
         chain[place.level] = place
