@@ -39,7 +39,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.engine = make_engine(settings.database_url, settings.pool_size)
-    app.add_middleware(GZipMiddleware, minimum_size=2048)
+    # level 9 (the default) costs ~4x the CPU of level 4 for a few percent smaller JSON
+    app.add_middleware(GZipMiddleware, minimum_size=2048, compresslevel=4)
     problems.install(app)
     for module in (health, ogc, catalog, layers, geocode, reverse, admin_areas, compat, jobs):
         app.include_router(module.router)

@@ -24,11 +24,15 @@ def load(
 ) -> None:
     """Generate the demo city and load its address database and layers (replacing the previous demo)."""
     from geoshare.db.engine import get_engine
-    from geoshare.demo.load import is_loaded
+    from geoshare.demo.load import imported_address_database, is_loaded
 
     engine = get_engine()
     with engine.connect() as conn:
         already = is_loaded(conn, scale, seed)
+        imported = imported_address_database(conn)
+    if imported and not force:
+        typer.echo(f"the address database was imported ({imported}); the demo leaves it (--force replaces)")
+        return
     if already and not force:
         if not if_missing:
             typer.echo(f"demo (scale {scale}, seed {seed}) is already loaded; --force reloads it")

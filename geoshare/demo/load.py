@@ -9,18 +9,15 @@ milliseconds. Any failure rolls the whole thing back: the previous demo stays as
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import Connection, Engine, text
 
+from geocode.addressdb.steps import Progress, Steps
 from geoshare.demo.metadata import DEPARTMENTS, LAYERS
 
 GENERATOR_VERSION = 2
 MARKER_KEY = "demo"
-Progress = Callable[[str, str], None]  # (event 'start'|'done', step name)
 
 
 def loaded_demo(conn: Connection) -> dict[str, Any] | None:
@@ -28,6 +25,23 @@ def loaded_demo(conn: Connection) -> dict[str, Any] | None:
         return None  # schema not migrated yet: nothing is loaded
     row = conn.execute(text("SELECT value FROM gs.setting WHERE key = :k"), {"k": MARKER_KEY}).first()
     return dict(row[0]) if row else None
+
+
+def imported_address_database(conn: Connection) -> str | None:
+    """The file a real address database was imported from, when that import is newer than any demo."""
+    if conn.execute(text("SELECT to_regclass('gs.setting')")).scalar() is None:
+        return None
+    row = conn.execute(
+        text(
+            """
+            SELECT i.value->>'file' FROM gs.setting i
+            LEFT JOIN gs.setting d ON d.key = :demo
+            WHERE i.key = 'addressdb_import' AND (d.updated_at IS NULL OR i.updated_at > d.updated_at)
+            """
+        ),
+        {"demo": MARKER_KEY},
+    ).first()
+    return (row[0] or "a file") if row else None
 
 
 def is_loaded(conn: Connection, scale: int, seed: int) -> bool:
@@ -61,22 +75,6 @@ def _write_marker(conn: Connection, scale: int, seed: int, timings: dict[str, fl
     )
 
 
-class _Steps:
-    def __init__(self, progress: Progress | None) -> None:
-        self.progress = progress
-        self.timings: dict[str, float] = {}
-
-    @contextmanager
-    def step(self, name: str) -> Iterator[None]:
-        if self.progress:
-            self.progress("start", name)
-        started = time.perf_counter()
-        yield
-        self.timings[name] = round(time.perf_counter() - started, 2)
-        if self.progress:
-            self.progress("done", name)
-
-
 ADDRESS_LAYERS = {"market_entities": "注册地址"}
 """Layers the demo builds as a department would: by geocoding the records' address column."""
 
@@ -105,7 +103,7 @@ def load_demo(
     from geocode.addressdb.load import replace_address_database
     from geoshare.demo.generate.city import generate_city
 
-    steps = _Steps(progress)
+    steps = Steps(progress)
     with steps.step("generate city"):
         city = generate_city(scale, seed)
     with engine.connect() as conn:
