@@ -38,6 +38,7 @@ class IndexHolder:
     index: AddressIndex | None = None
     checked_at: float = 0.0
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _load_lock: threading.Lock = field(default_factory=threading.Lock)  # one load at a time (memory)
     _loading: bool = False
 
     def warm_up(self) -> None:
@@ -47,9 +48,7 @@ class IndexHolder:
     def get(self) -> AddressIndex:
         now = time.monotonic()
         if self.index is None:
-            with self._lock:
-                if self.index is None:
-                    self._load()
+            self._load(only_if_missing=True)  # waits for a warm-up load already running
         elif now - self.checked_at > CHECK_SECONDS:
             self.checked_at = now
             try:
@@ -63,7 +62,13 @@ class IndexHolder:
         assert self.index is not None
         return self.index
 
-    def _load(self) -> None:
+    def _load(self, only_if_missing: bool = False) -> None:
+        with self._load_lock:
+            if only_if_missing and self.index is not None:
+                return
+            self._load_now()
+
+    def _load_now(self) -> None:
         default_gazetteer()  # built once per process; not on the first request's time
         with self.engine.connect() as conn:
             index = load_index(conn)
