@@ -109,6 +109,10 @@ def _fuzzy_roads(index: AddressIndex, head: str, district: str | None) -> list[t
 
 def _admin_factor(index: AddressIndex, p: Parsed, district: str, community_code: str | None) -> float:
     factor = 1.0
+    for level in (PROVINCE, CITY):  # 上海市… or city=上海 against a Beijing road: another city altogether
+        if level in p.admin and not district.startswith(p.admin[level].code):
+            factor *= DISTRICT_MISMATCH
+            break
     if DISTRICT in p.admin and p.admin[DISTRICT].code != district:
         factor *= DISTRICT_MISMATCH
     if community_code is not None:

@@ -132,3 +132,16 @@ def test_index_follows_address_database_changes(
         time.sleep(0.1)
     assert holder.get().version != before
     assert api.get("/geocode", params={"address": "北京市朝阳区"}).json()["status"] == "ok"
+
+
+def test_context_of_another_city_is_not_confident(
+    api: TestClient, known: tuple[str, str, float, float]
+) -> None:
+    full, _, _, _ = known
+    local = full.removeprefix("北京市")
+    here = api.get("/geocode", params={"address": local, "city": "北京"}).json()
+    elsewhere = api.get("/geocode", params={"address": local, "city": "上海"}).json()
+    assert here["status"] == "ok"
+    assert elsewhere["status"] != "ok" and all(c["score"] < 0.8 for c in elsewhere["candidates"])
+    written = api.get("/geocode", params={"address": "上海市" + local}).json()
+    assert all(c["score"] < 0.8 for c in written["candidates"])
