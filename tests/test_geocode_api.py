@@ -93,6 +93,8 @@ def test_batch(api: TestClient, known: tuple[str, str, float, float]) -> None:
     assert r.status_code == 200
     body = r.json()
     assert body["count"] == 4 and body["crs"] == "BD-09"
+    nowhere = body["results"][1]["status"]
+    assert body["matched"] == 2 and body["by_status"] == {"ok": 2, "empty": 1, nowhere: 1}
     results = body["results"]
     assert [x["query"] for x in results] == [full, "琉璃星光大道8号", "", full]
     assert results[0]["candidates"][0]["address_code"] == code and results[0] == results[3]

@@ -167,6 +167,11 @@ async def geocode_batch(request: Request) -> Response:
         district=district if isinstance(district, str) else None,
         limit=limit,
     )
-    bodies = [result_body(r, out_crs, parsed=False) for r in results]
-    matched = sum(1 for r in results if r.candidates)
-    return _json({"count": len(results), "matched": matched, "crs": out_crs, "results": bodies})
+    bodies = [result_body(r, out_crs) for r in results]
+    by_status: dict[str, int] = {}
+    for r in results:
+        by_status[r.status.value] = by_status.get(r.status.value, 0) + 1
+    matched = by_status.get("ok", 0)  # confident answers, as the CSV jobs count them
+    return _json(
+        {"count": len(results), "matched": matched, "by_status": by_status, "crs": out_crs, "results": bodies}
+    )
