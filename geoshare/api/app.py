@@ -9,8 +9,19 @@ from fastapi import FastAPI
 from fastapi.middleware.gzip import GZipMiddleware
 
 from geoshare import __version__
-from geoshare.api import problems
-from geoshare.api.routes import admin_areas, catalog, compat, geocode, health, jobs, layers, ogc, reverse
+from geoshare.api import auth, problems
+from geoshare.api.routes import (
+    admin,
+    admin_areas,
+    catalog,
+    compat,
+    geocode,
+    health,
+    jobs,
+    layers,
+    ogc,
+    reverse,
+)
 from geoshare.db.engine import make_engine
 from geoshare.jobs import geocode_job
 from geoshare.services import geocoding
@@ -42,6 +53,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # level 9 (the default) costs ~4x the CPU of level 4 for a few percent smaller JSON
     app.add_middleware(GZipMiddleware, minimum_size=2048, compresslevel=4)
     problems.install(app)
-    for module in (health, ogc, catalog, layers, geocode, reverse, admin_areas, compat, jobs):
+    auth.install_log_redaction()  # keys in access logs cut to their prefix
+    for module in (health, ogc, catalog, layers, geocode, reverse, admin_areas, compat, jobs, admin):
         app.include_router(module.router)
     return app

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from geoshare.cli import address, db, demo, geocode, layer, serve
+from geoshare.cli import access, address, db, demo, geocode, layer, serve
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -15,6 +15,8 @@ app.add_typer(db.app, name="db")
 app.add_typer(layer.app, name="layer")
 app.add_typer(demo.app, name="demo")
 app.add_typer(address.app, name="address")
+app.add_typer(access.department_app, name="department")
+app.add_typer(access.key_app, name="key")
 app.command("serve")(serve.serve)
 app.command("geocode")(geocode.geocode_cmd)
 app.command("geocode-batch")(geocode.geocode_batch_cmd)
