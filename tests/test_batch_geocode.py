@@ -528,3 +528,23 @@ def test_cli_geocode(cli: typer.Typer, known: pd.DataFrame) -> None:
     assert shown.exit_code == 0 and "→ ok" in shown.output
     blank = CliRunner().invoke(cli, ["geocode", "  "])
     assert blank.exit_code == 2 and "address" in blank.output
+
+
+def test_files_of_old_jobs_are_removed_at_start_up(
+    api: TestClient, address_db: Engine, table: pd.DataFrame
+) -> None:
+    from geoshare.jobs import geocode_job
+
+    r = api.post("/jobs/geocode", files={"file": ("old.csv", _csv(table.head(5), "utf-8"), "text/csv")})
+    job = _wait(api, r.headers["location"])
+    assert job["status"] == "done"
+    with address_db.begin() as conn:
+        conn.execute(
+            text("UPDATE gs.job SET finished_at = now() - interval '8 days' WHERE id = CAST(:id AS uuid)"),
+            {"id": job["id"]},
+        )
+    geocode_job.recover_stale(address_db)
+    gone = api.get(f"/jobs/{job['id']}/result")
+    assert gone.status_code == 410 and "removed" in gone.json()["detail"]
+    still = api.get(f"/jobs/{job['id']}").json()
+    assert still["status"] == "done" and still["counts"] == job["counts"]

@@ -36,6 +36,7 @@ MAX_RUNNING = 4
 SPOOL_BYTES = 32 * 1024 * 1024
 RESULT_TYPE = "text/csv; charset=utf-8"
 LOST = "the worker running the job stopped before it finished; submit the file again"
+FILES_KEPT_DAYS = 7.0  # uploads and results are personal data of departments: not kept for ever
 
 
 class _Stopping(Exception):
@@ -202,6 +203,9 @@ def recover_stale(engine: Engine, seconds: float = STALE_SECONDS) -> int:
     try:
         with engine.begin() as conn:
             lost = store.fail_stale(conn, seconds, LOST)
+            purged = store.purge_files(conn, FILES_KEPT_DAYS)
+        if purged:
+            log.info("removed %d file part(s) of jobs older than %g days", purged, FILES_KEPT_DAYS)
     except Exception:  # noqa: BLE001
         log.warning("could not check for lost geocoding jobs", exc_info=True)
         return 0

@@ -164,6 +164,18 @@ def fail_stale(conn: Connection, seconds: float, error: str) -> int:
     return result.rowcount
 
 
+def purge_files(conn: Connection, days: float) -> int:
+    """Drop the files of jobs that ended more than ``days`` ago (the job rows and counts stay)."""
+    result = conn.execute(
+        text(
+            "DELETE FROM gs.job_file f USING gs.job j WHERE f.job_id = j.id "
+            "AND j.finished_at < now() - make_interval(secs => :seconds)"
+        ),
+        {"seconds": days * 86400},
+    )
+    return result.rowcount
+
+
 def write_file(
     conn: Connection, job_id: str, role: str, src: BinaryIO, filename: str, content_type: str
 ) -> int:

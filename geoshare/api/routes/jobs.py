@@ -204,7 +204,12 @@ def _file(request: Request, job_id: str, role: str) -> Response:
         head = store.file_head(conn, canonical, role)
     if head is None:
         raise NotFound(f"no job {job_id!r}", field="id")
-    if head.job.status != "done" or head.first is None:
+    if head.job.status == "done" and head.first is None:
+        raise Problem(
+            410,
+            f"the files of job {canonical} were removed {geocode_job.FILES_KEPT_DAYS:g} days after it ended",
+        )
+    if head.job.status != "done":
         detail = f"job {canonical} is {head.job.status}; its files are ready when the status is done"
         if head.job.error:
             detail += f" (error: {head.job.error})"
