@@ -20,13 +20,8 @@ from sqlalchemy import Connection, Engine, text
 from typer.testing import CliRunner
 
 from geocode.addressdb.columns import ColumnMapping
-from geocode.addressdb.importfile import (
-    ImportRefused,
-    ImportReport,
-    import_address_file,
-    parse_buildings,
-    parse_doors,
-)
+from geocode.addressdb.importing import ImportRefused, ImportReport, import_address_file
+from geocode.addressdb.importing.rows import parse_buildings, parse_doors
 from geocode.addressdb.load import replace_address_database
 from layers.crs import wgs84_to_gcj02
 from layers.errors import InvalidInput

@@ -17,7 +17,7 @@ from rich.table import Table
 from sqlalchemy import Engine
 
 from geocode.addressdb.columns import ColumnMapping
-from geocode.addressdb.importfile import ImportRefused, ImportReport, import_address_file
+from geocode.addressdb.importing import ImportRefused, ImportReport, import_address_file
 from geoshare.cli.layer import _one_line_errors
 
 app = typer.Typer(no_args_is_help=True, help="The address database (地址库).")
