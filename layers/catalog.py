@@ -14,6 +14,7 @@ from sqlalchemy import Connection, text
 
 from layers.errors import BadParameter
 from layers.model import LAYER_COLUMNS, SHARING_CLASSES, LayerInfo
+from layers.registry import TRUSTED, Visibility
 
 MAX_TERMS = 8
 MAX_QUERY_CHARS = 200
@@ -27,7 +28,7 @@ class CatalogPage:
 
 _HAYSTACK = "lower(l.title || ' ' || l.description || ' ' || array_to_string(l.keywords, ' '))"
 
-_SQL = f"""
+_SQL_TEMPLATE = f"""
 WITH matched AS (
     SELECT l.*,
            CASE WHEN :q = '' THEN 0 ELSE
@@ -41,6 +42,7 @@ WITH matched AS (
       AND (CAST(:department AS text) IS NULL OR l.department_code = :department OR d.name = :department)
       AND (CAST(:theme AS text) IS NULL OR lower(l.theme) = lower(:theme))
       AND (CAST(:class AS text) IS NULL OR l.sharing_class = :class)
+      AND {{visible}}
       AND NOT EXISTS (
           SELECT 1 FROM unnest(CAST(:terms AS text[])) t WHERE strpos({_HAYSTACK}, lower(t)) = 0
       )
@@ -61,7 +63,10 @@ def search(
     sharing_class: str | None = None,
     limit: int = 20,
     offset: int = 0,
+    visibility: Visibility = TRUSTED,
 ) -> CatalogPage:
+    """Layers matching every term, among those ``visibility`` lets the reader see (others are
+    neither listed nor counted)."""
     query = " ".join((q or "").split())
     if len(query) > MAX_QUERY_CHARS:
         raise BadParameter(f"q is longer than {MAX_QUERY_CHARS} characters", field="q")
@@ -79,11 +84,14 @@ def search(
         "limit": limit,
         "offset": offset,
     }
-    rows = conn.execute(text(_SQL), params).all()
+    visible, vis_params = visibility.predicate("l")
+    params.update(vis_params)
+    sql = _SQL_TEMPLATE.replace("{visible}", visible)
+    rows = conn.execute(text(sql), params).all()
     if rows:
         total = rows[0].total
     elif offset:
-        count_sql = f"SELECT count(*) FROM ({_SQL.replace('LIMIT :limit OFFSET :offset', '')}) s"
+        count_sql = f"SELECT count(*) FROM ({sql.replace('LIMIT :limit OFFSET :offset', '')}) s"
         total = conn.execute(text(count_sql), params).scalar_one()
     else:
         total = 0

@@ -105,7 +105,7 @@ class ChangePage:
     next_after: str | None  # keyset cursor for the next page
 
 
-def _feature_sql(layer: LayerInfo, alias: str, hidden: set[str]) -> str:
+def _feature_sql(layer: LayerInfo, alias: str, hidden: frozenset[str]) -> str:
     """A GeoJSON Feature built in SQL; json_build_object takes at most 100 arguments, hence the chunks."""
     pairs = [f"{_literal(a.name)}, {alias}.{a.column}" for a in layer.attributes if a.name not in hidden]
     if len(pairs) <= 50:
@@ -166,20 +166,21 @@ def changes_since(
     limit: int = 1000,
     after: str | None = None,
     *,
-    include_restricted: bool = False,
+    hidden: frozenset[str] | None = None,
 ) -> ChangePage:
     """Net changes after version ``since``, one entry per feature key, in key order.
 
     Collapsed over versions: the last change wins and a feature added then removed disappears.
     ``since=0`` lists every current feature as added (first versions log no rows). The log outlives
-    pruned data tables, so any ``since`` back to 0 answers.
+    pruned data tables, so any ``since`` back to 0 answers. ``hidden`` fields are left out of the
+    features; None hides the layer's restricted fields (the safe default), an empty set hides none.
     """
     current = layer.current_version or 0
     if not isinstance(since, int) or since < 0 or since > current:
         raise BadParameter(f"since must be between 0 and the current version {current}", field="since")
     if limit < 1:
         raise BadParameter("limit must be at least 1", field="limit")
-    hidden = set() if include_restricted else set(layer.restricted_fields)
+    hidden = frozenset(layer.restricted_fields) if hidden is None else hidden
     identity = identity_column(layer.key_field is not None)
     feature = _feature_sql(layer, "t", hidden)
     sql = _EVERYTHING if since == 0 else _COLLAPSED

@@ -42,6 +42,7 @@ from layers.crs import CRS84, CrsDef, from_crs84_fn, resolve_crs, transform_geom
 from layers.errors import BadParameter, NotFound
 from layers.model import Attribute, LayerInfo
 from layers.paging import decode_cursor, encode_cursor
+from layers.registry import redact
 
 GEOMETRY_NAMES = ("geometry", "geom")
 # json_build_object takes at most 100 arguments; wider layers are built in chunks
@@ -90,11 +91,16 @@ class ItemsPage:
 
 
 class LayerTable:
-    """A layer's data table as SQLAlchemy columns; names come only from the layer's attributes."""
+    """A layer's data table as SQLAlchemy columns; names come only from the layer's attributes.
 
-    def __init__(self, layer: LayerInfo) -> None:
+    ``hidden`` fields are left out altogether: they cannot be selected, filtered or sorted on, and a
+    name among them is refused exactly like an unknown one.
+    """
+
+    def __init__(self, layer: LayerInfo, hidden: frozenset[str] = frozenset()) -> None:
         if not layer.table_name:
             raise NotFound(f"layer {layer.id!r} has no published data", field="collectionId")
+        layer = redact(layer, hidden)
         self.layer = layer
         cols = [column(a.column, ATTRIBUTE_SQL_TYPES[a.type]) for a in layer.attributes]
         self.table: TableClause = table(
@@ -364,8 +370,10 @@ def _ordered(
     return stmt.select_from(lt.table).where(and_(true(), *clauses)).order_by(*order).limit(limit + 1)
 
 
-def fetch_page(conn: Connection, layer: LayerInfo, q: ItemsQuery) -> ItemsPage:
-    lt = LayerTable(layer)
+def fetch_page(
+    conn: Connection, layer: LayerInfo, q: ItemsQuery, hidden: frozenset[str] = frozenset()
+) -> ItemsPage:
+    lt = LayerTable(layer, hidden)
     if not q.crs.in_database:
         return _fetch_page_offset_crs(conn, lt, q)
     inner = page_select(lt, q, [feature_text(lt, q).label("feature")]).subquery("page")
@@ -433,10 +441,15 @@ def render_offset_features(rows: list[Any], crs: CrsDef) -> bytes:
 
 
 def fetch_feature(
-    conn: Connection, layer: LayerInfo, feature_id: str, crs: CrsDef, properties: list[str] | None = None
+    conn: Connection,
+    layer: LayerInfo,
+    feature_id: str,
+    crs: CrsDef,
+    properties: list[str] | None = None,
+    hidden: frozenset[str] = frozenset(),
 ) -> bytes:
     """One Feature as GeoJSON bytes; 404 naming ``featureId`` when the key is unknown."""
-    lt = LayerTable(layer)
+    lt = LayerTable(layer, hidden)
     q = ItemsQuery(limit=1, crs=crs, properties=properties)
     if crs.in_database:
         stmt = (

@@ -231,6 +231,11 @@ def prepare(frame: gpd.GeoDataFrame, metadata: LayerMetadata, source_crs: CRS) -
         raise InvalidInput(
             f"restricted field {unknown[0]!r} is not a field of the data", field="restricted_fields"
         )
+    if metadata.key_field and metadata.key_field in metadata.restricted_fields:
+        raise InvalidInput(
+            f"the key field {metadata.key_field!r} cannot be restricted: it is every feature's public id",
+            field="restricted_fields",
+        )
 
     geometries = to_lonlat(np.array(frame.geometry.to_numpy(), dtype=object), source_crs)
     repaired = _repair(geometries)

@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import Connection, text
 
 from layers.errors import NotFound
+from layers.registry import TRUSTED, Visibility
 
 
 @dataclass(frozen=True)
@@ -33,19 +34,20 @@ class VersionInfo:
         return out
 
 
-def list_versions(conn: Connection, layer_id: str) -> list[VersionInfo]:
-    """Newest first; NotFound for an unknown layer."""
+def list_versions(conn: Connection, layer_id: str, visibility: Visibility = TRUSTED) -> list[VersionInfo]:
+    """Newest first; NotFound for an unknown layer and for one ``visibility`` hides."""
+    where, params = visibility.predicate("l")
     rows = conn.execute(
         text(
-            """
+            f"""
             SELECT l.current_version, v.version, v.created_at, v.created_by, v.source_name, v.feature_count,
                    v.added, v.removed, v.modified, v.repaired, v.note, v.table_name, v.report
             FROM gs.layer l LEFT JOIN gs.layer_version v ON v.layer_id = l.id
-            WHERE l.id = :id
+            WHERE l.id = :id AND {where}
             ORDER BY v.version DESC
             """
         ),
-        {"id": layer_id},
+        {"id": layer_id, **params},
     ).all()
     if not rows or rows[0].version is None:
         raise NotFound(f"layer {layer_id!r} does not exist", field="id")

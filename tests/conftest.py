@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 from fastapi.testclient import TestClient
@@ -66,6 +66,23 @@ def db(engine: Engine) -> Iterator[Engine]:
     """An engine on an empty platform schema (layers and departments wiped before the test)."""
     _wipe(engine)
     yield engine
+
+
+@pytest.fixture
+def key_headers(db: Engine) -> Callable[..., dict[str, str]]:
+    """``key_headers("transport")``: ``X-API-Key`` headers for a fresh key of that department
+    (created if missing), a publisher by default — what publishing and deleting over HTTP need."""
+    from geoshare.access.store import create_key
+
+    def make(department: str, role: str = "publisher") -> dict[str, str]:
+        with db.begin() as conn:
+            conn.execute(
+                text("INSERT INTO gs.department (code, name) VALUES (:c, :c) ON CONFLICT (code) DO NOTHING"),
+                {"c": department},
+            )
+            return {"X-API-Key": create_key(conn, department, role).key}
+
+    return make
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -37,11 +38,15 @@ def _meta(layer_id: str) -> str:
 
 
 def test_publish_by_address_column(
-    client: TestClient, address_db: Engine, records: tuple[Path, list[str]]
+    client: TestClient,
+    address_db: Engine,
+    records: tuple[Path, list[str]],
+    key_headers: Callable[..., dict[str, str]],
 ) -> None:
     path, full = records
     with address_db.begin() as conn:
         ensure_department(conn, "scjgj", "市场监管局")
+    client.headers.update(key_headers("scjgj"))  # a shared layer: its publisher publishes and reads
     r = client.post(
         "/layers",
         files={"file": ("shops.csv", path.read_bytes(), "text/csv")},
@@ -70,11 +75,15 @@ def test_publish_by_address_column(
 
 
 def test_wrong_address_column_publishes_nothing(
-    client: TestClient, address_db: Engine, records: tuple[Path, list[str]]
+    client: TestClient,
+    address_db: Engine,
+    records: tuple[Path, list[str]],
+    key_headers: Callable[..., dict[str, str]],
 ) -> None:
     path, _ = records
     with address_db.begin() as conn:
         ensure_department(conn, "scjgj", "市场监管局")
+    client.headers.update(key_headers("scjgj"))
     r = client.post(
         "/layers",
         files={"file": ("shops.csv", path.read_bytes(), "text/csv")},

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 from layer_factory import make_layer
 from shapely.geometry import Point
+
+
+@pytest.fixture
+def client(client: Any, key_headers: Callable[..., dict[str, str]]) -> Any:
+    """Search as a platform admin, who sees every class (who sees what: test_access_matrix)."""
+    client.headers.update(key_headers("IT", "platform_admin"))
+    return client
 
 
 @pytest.fixture

@@ -445,8 +445,10 @@ def test_cli_end_to_end(cli: typer.Typer, client: TestClient) -> None:
 # -- anonymous reads unchanged ----------------------------------------------------------------------------
 
 
-def test_anonymous_reads_unchanged(address_db: Engine, client: TestClient, seeded: dict[str, str]) -> None:
-    """This slice enforces nothing on read paths: anonymous answers stay as they were, keys are ignored."""
+def test_keys_change_nothing_where_nothing_is_hidden(
+    address_db: Engine, client: TestClient, seeded: dict[str, str]
+) -> None:
+    """Geocoding stays open to all, and a key changes nothing where there is nothing to hide."""
     anonymous = client.get("/collections")
     assert anonymous.status_code == 200 and anonymous.json()["collections"] == []
     keyed = client.get("/collections", headers=h(seeded["scj_consumer"]))

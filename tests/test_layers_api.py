@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -15,9 +16,11 @@ FIXTURES = Path(__file__).parent / "fixtures"
 
 
 @pytest.fixture
-def api(client: TestClient, db: Engine) -> TestClient:
+def api(client: TestClient, db: Engine, key_headers: Callable[..., dict[str, str]]) -> TestClient:
+    """The app as a publisher of the transport bureau (every request carries its key)."""
     with db.begin() as conn:
         ensure_department(conn, "transport", "Transport Bureau")
+    client.headers.update(key_headers("transport"))
     return client
 
 
@@ -92,7 +95,7 @@ def test_publish_versions_changes_and_delete(api: TestClient, db: Engine) -> Non
         ("schools_gbk_4490.zip", None, {"encoding": "utf-8"}, "encoding", None),  # Chinese field names
         ("empty.geojson", b"", {}, "file", None),
         ("truncated.zip", (FIXTURES / "parks_utf8.zip").read_bytes()[:400], {}, "file", None),
-        ("bus_stops.geojson", None, {"department": "nobody"}, "department", None),
+        ("bus_stops.geojson", None, {"department": "nobody"}, "metadata.department", None),  # not ours
         ("bus_stops.geojson", None, {"id": "Not OK"}, "id", None),
         ("bus_stops.geojson", None, {"class": "secret"}, "class", None),
         ("bus_stops.geojson", None, {"key_field": "name_typo"}, "key_field", None),

@@ -139,6 +139,9 @@ def test_identity_and_metadata_checks(dept: Engine) -> None:
     with pytest.raises(InvalidInput) as err, dept.begin() as conn:
         publish_frame(conn, "ok", frame.set_crs(None, allow_override=True), meta())
     assert err.value.field == "source_crs"
+    with pytest.raises(InvalidInput) as err, dept.begin() as conn:  # the key is the public feature id
+        publish_frame(conn, "ok", frame, meta(key_field="a", restricted_fields=["a"]))
+    assert err.value.field == "restricted_fields"
 
 
 def _frame(rows: dict[str, tuple[str, float]]) -> gpd.GeoDataFrame:

@@ -71,6 +71,8 @@ def _iso(value: Any) -> str | None:
 
 
 def collection(base: str, layer: LayerInfo) -> dict[str, Any]:
+    """``layer`` as the reader sees it: pass it through ``layers.registry.redact`` first, so fields
+    hidden from the reader are named nowhere (schema, key field, time field and extent)."""
     href = f"{base}/collections/{layer.id}"
     extent: dict[str, Any] = {}
     if layer.extent:
@@ -104,7 +106,7 @@ def collection(base: str, layer: LayerInfo) -> dict[str, Any]:
             "version": layer.current_version,
             "featureCount": layer.feature_count,
             "geometryType": layer.geometry_type,
-            "keyField": layer.key_field,
+            "keyField": layer.key_field if layer.key_field and layer.attribute(layer.key_field) else None,
             "timeField": layer.time_field,
             "source": layer.source,
             "licence": layer.licence,
@@ -130,6 +132,7 @@ _JSON_SCHEMA_TYPES: dict[str, dict[str, str]] = {
 
 
 def queryables(base: str, layer: LayerInfo) -> dict[str, Any]:
+    """The reader's queryables: ``layer`` redacted of hidden fields, as for ``collection``."""
     gtype = (layer.geometry_type or "").upper()
     props: dict[str, Any] = {
         "geometry": {

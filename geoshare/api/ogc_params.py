@@ -1,7 +1,8 @@
 """Query parameters of ``/items`` parsed into an ``ItemsQuery``; every mistake is a 400 naming it.
 
 Parameters are read by hand from the raw query string because OGC API – Features lets a
-collection's own property names be query parameters, and anything else must be refused.
+collection's own property names be query parameters, and anything else must be refused. The API
+key parameter (``key``) is accepted everywhere; a layer property of that name is shadowed by it.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from datetime import UTC, date, datetime, time, timedelta
 
 from starlette.datastructures import QueryParams
 
+from geoshare.api.auth import KEY_PARAM
 from layers.crs import bbox_to_crs84, resolve_crs
 from layers.errors import BadParameter
 from layers.model import LayerInfo
@@ -30,9 +32,11 @@ ITEMS_PARAMS = frozenset(
         "filter-crs",
         "crs",
         "cursor",
+        KEY_PARAM,
     }
 )
-FEATURE_PARAMS = frozenset({"f", "crs", "properties"})
+FEATURE_PARAMS = frozenset({"f", "crs", "properties", KEY_PARAM})
+FORMAT_PARAMS = frozenset({"f", KEY_PARAM})  # documents that take no other parameter
 JSON_FORMATS = ("json", "geojson", "application/json", "application/geo+json")
 
 
@@ -153,6 +157,7 @@ def parse_sortby(raw: str | None) -> list[SortKey]:
 
 
 def items_query(params: QueryParams, layer: LayerInfo, default_limit: int, max_limit: int) -> ItemsQuery:
+    """``layer`` as the reader sees it (hidden fields redacted), so naming one is an unknown property."""
     check_format(params)
     equals: dict[str, str] = {}
     for key in params:

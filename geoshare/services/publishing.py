@@ -11,11 +11,13 @@ from pathlib import Path
 
 from sqlalchemy import Engine
 
+from geoshare.access import policy
+from geoshare.access.identity import Principal
 from geoshare.settings import Settings
 from layers.changes import ChangePage, changes_since
 from layers.model import LayerMetadata
 from layers.publish import PublishResult, delete_layer, prune_versions, publish_file
-from layers.registry import get_layer
+from layers.registry import TRUSTED, get_layer
 from layers.versions import VersionInfo, list_versions
 
 log = logging.getLogger("geoshare.publishing")
@@ -68,14 +70,23 @@ def delete(engine: Engine, layer_id: str) -> None:
         delete_layer(conn, layer_id)
 
 
-def versions(engine: Engine, layer_id: str) -> list[VersionInfo]:
+def versions(engine: Engine, layer_id: str, who: Principal | None = None) -> list[VersionInfo]:
+    """``who`` None: trusted callers (CLI); otherwise only a layer ``who`` may read."""
     with engine.connect() as conn:
-        return list_versions(conn, layer_id)
+        return list_versions(conn, layer_id, policy.visibility(who) if who else TRUSTED)
 
 
-def changes(engine: Engine, layer_id: str, since: int, limit: int, after: str | None = None) -> ChangePage:
+def changes(
+    engine: Engine,
+    layer_id: str,
+    since: int,
+    limit: int,
+    after: str | None = None,
+    who: Principal | None = None,
+) -> ChangePage:
     """Read the registry row and the feed in one snapshot, so a concurrent publish cannot split them."""
     with engine.connect() as conn, conn.begin():
         conn.exec_driver_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-        layer = get_layer(conn, layer_id)
-        return changes_since(conn, layer, since, limit, after)
+        layer = get_layer(conn, layer_id, policy.visibility(who) if who else TRUSTED)
+        hidden = policy.hidden_fields(who, layer) if who else None
+        return changes_since(conn, layer, since, limit, after, hidden=hidden)

@@ -1,4 +1,7 @@
-"""``GET /catalog``: find layers by keyword (Chinese included), department, theme and class."""
+"""``GET /catalog``: find layers by keyword (Chinese included), department, theme and class.
+
+Only layers the caller may read are searched, listed and counted.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +12,9 @@ from fastapi import APIRouter, Depends, Query
 from sqlalchemy import Connection
 from starlette.responses import Response
 
+from geoshare.access import policy
+from geoshare.access.identity import Principal
+from geoshare.api.auth import principal
 from geoshare.api.deps import base_url, get_conn
 from layers import catalog
 from layers.model import LayerInfo
@@ -49,11 +55,20 @@ def search_catalog(
     ] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+    key: Annotated[str | None, Query(description="API key (or the X-API-Key header)")] = None,
+    who: Principal = Depends(principal),
     conn: Connection = Depends(get_conn),
     base: str = Depends(base_url),
 ) -> Response:
     page = catalog.search(
-        conn, q, department=department, theme=theme, sharing_class=sharing_class, limit=limit, offset=offset
+        conn,
+        q,
+        department=department,
+        theme=theme,
+        sharing_class=sharing_class,
+        limit=limit,
+        offset=offset,
+        visibility=policy.visibility(who),
     )
     body = {"layers": [_entry(base, layer) for layer in page.layers], "numberMatched": page.number_matched}
     return Response(orjson.dumps(body), media_type="application/json")

@@ -1,4 +1,12 @@
-"""Publishing over HTTP: ``POST /layers``, version history, the change feed, and ``DELETE /layers/{id}``."""
+"""Publishing over HTTP: ``POST /layers``, version history, the change feed, and ``DELETE /layers/{id}``.
+
+Reads follow the sharing policy (a layer the caller may not read is "not found"; restricted fields
+are stripped from the change feed). Writes need a key: a publisher (or department admin) of the
+owning department, or a platform admin. Publishing under another department's name is 403 (the
+caller named it); publishing over an id another department owns is 403 too (ids are unique, so an
+id collision cannot be hidden); deleting a layer the caller cannot even read is 404 like an unknown
+id, one it can read but not manage is 403. The CLI stays trusted and needs no key.
+"""
 
 from __future__ import annotations
 
@@ -8,15 +16,21 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from fastapi import APIRouter, File, Form, Query, Request, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
 from fastapi.responses import JSONResponse, Response
+from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
 
 from geocode.model import CONFIDENT
+from geoshare.access import policy
+from geoshare.access.identity import Forbidden, Principal
+from geoshare.api.auth import principal, require_authenticated
 from geoshare.api.deps import base_url
 from geoshare.api.problems import Problem
 from geoshare.services import address_layers, geocoding, publishing
+from layers.errors import NotFound
 from layers.model import LayerMetadata
+from layers.registry import get_layer, layer_owner
 
 router = APIRouter(tags=["layers"])
 
@@ -98,6 +112,46 @@ def _links(base: str, layer_id: str) -> list[dict[str, str]]:
     ]
 
 
+def _check_publish(engine: Engine, who: Principal, layer_id: str, department: str) -> None:
+    """403 unless ``who`` may publish for ``department`` and for the id's current owner, if any."""
+    if not who.can_publish_for(department):
+        raise Forbidden(
+            f"only publishers of department {department!r} or platform administrators may publish its layers",
+            field="metadata.department",
+        )
+    with engine.connect() as conn:
+        owner = layer_owner(conn, layer_id)
+    if owner is not None and not who.can_publish_for(owner):
+        raise Forbidden(f"layer id {layer_id!r} belongs to another department", field="metadata.id")
+
+
+def _check_delete(engine: Engine, who: Principal, layer_id: str) -> None:
+    """404 (as for an unknown id) when ``who`` cannot read the layer, 403 when it can but may not delete."""
+    with engine.connect() as conn:
+        owner = layer_owner(conn, layer_id)
+        if owner is None or who.can_publish_for(owner):
+            return  # unknown ids get the engine's own 404
+        try:
+            get_layer(conn, layer_id, policy.visibility(who))
+        except NotFound:
+            raise NotFound(f"layer {layer_id!r} does not exist", field="id") from None
+    raise Forbidden(
+        f"only publishers of department {owner!r} or platform administrators may delete this layer",
+        field="id",
+    )
+
+
+def _check_owner_view(engine: Engine, who: Principal, layer_id: str) -> None:
+    """Publisher diagnostics (unmatched source records) are for the owner and platform admins only."""
+    with engine.connect() as conn:
+        try:
+            layer = get_layer(conn, layer_id, policy.visibility(who))
+        except NotFound:
+            layer = None
+    if layer is None or not policy.is_owner(who, layer):
+        raise NotFound(f"layer {layer_id!r} does not exist", field="id")
+
+
 @router.post("/layers", status_code=201, summary="Publish a layer (a new version if it exists)")
 async def publish_layer(
     request: Request,
@@ -111,8 +165,10 @@ async def publish_layer(
         None, description="CSV of records without coordinates: geocode this column and publish the matches"
     ),
     min_score: float = Form(CONFIDENT, ge=0.0, le=1.0, description="lowest match score published"),
+    who: Principal = Depends(require_authenticated),
 ) -> Response:
     layer_id, meta, options = parse_metadata(metadata)
+    await run_in_threadpool(_check_publish, request.app.state.engine, who, layer_id, meta.department)
     given = {
         "encoding": encoding,
         "source_crs": source_crs,
@@ -171,8 +227,8 @@ async def publish_layer(
 
 
 @router.get("/layers/{layer_id}/versions", summary="Version history of a layer")
-def layer_versions(request: Request, layer_id: str) -> Response:
-    history = publishing.versions(request.app.state.engine, layer_id)
+def layer_versions(request: Request, layer_id: str, who: Principal = Depends(principal)) -> Response:
+    history = publishing.versions(request.app.state.engine, layer_id, who)
     base = f"{base_url(request)}/layers/{layer_id}/versions"
     versions = []
     for v in history:
@@ -191,8 +247,13 @@ def layer_versions(request: Request, layer_id: str) -> Response:
     summary="Records of a geocoded version that were not published (CSV, or JSON with f=json)",
 )
 def layer_version_unmatched(
-    request: Request, layer_id: str, version: int, f: str = Query("csv", pattern="^(csv|json)$")
+    request: Request,
+    layer_id: str,
+    version: int,
+    f: str = Query("csv", pattern="^(csv|json)$"),
+    who: Principal = Depends(principal),
 ) -> Response:
+    _check_owner_view(request.app.state.engine, who, layer_id)
     rows = address_layers.unmatched_rows(request.app.state.engine, layer_id, version)
     if f == "json":
         return Response(
@@ -212,9 +273,10 @@ def layer_changes(
     since: int = Query(..., description="the version the client last synced; 0 for everything"),
     limit: int = Query(1000, ge=1, description="changes per page"),
     after: str | None = Query(None, description="cursor from the previous page's next link"),
+    who: Principal = Depends(principal),
 ) -> Response:
     limit = min(limit, request.app.state.settings.items_max_limit)
-    page = publishing.changes(request.app.state.engine, layer_id, since, limit, after)
+    page = publishing.changes(request.app.state.engine, layer_id, since, limit, after, who=who)
     base = base_url(request)
     links = [{"href": f"{base}/layers/{layer_id}/versions", "rel": "version-history"}]
     if page.next_after is not None:
@@ -231,6 +293,9 @@ def layer_changes(
 
 
 @router.delete("/layers/{layer_id}", status_code=204, summary="Delete a layer with all its versions")
-def delete_layer(request: Request, layer_id: str) -> Response:
+def delete_layer(
+    request: Request, layer_id: str, who: Principal = Depends(require_authenticated)
+) -> Response:
+    _check_delete(request.app.state.engine, who, layer_id)
     publishing.delete(request.app.state.engine, layer_id)
     return Response(status_code=204)

@@ -14,13 +14,24 @@ from fastapi import APIRouter, Depends, Request
 from sqlalchemy import Connection
 from starlette.responses import Response
 
+from geoshare.access import policy
+from geoshare.access.identity import Principal
 from geoshare.api import ogc_docs
+from geoshare.api.auth import principal
 from geoshare.api.deps import base_url, get_conn
-from geoshare.api.ogc_params import FEATURE_PARAMS, check_format, items_query, parse_names, single
+from geoshare.api.ogc_params import (
+    FEATURE_PARAMS,
+    FORMAT_PARAMS,
+    check_format,
+    items_query,
+    parse_names,
+    single,
+)
 from layers.crs import CrsDef, resolve_crs
 from layers.errors import BadParameter
+from layers.model import LayerInfo
 from layers.query import fetch_feature, fetch_page
-from layers.registry import get_layer, list_layers
+from layers.registry import get_layer, list_layers, redact
 
 router = APIRouter(tags=["OGC API – Features"])
 
@@ -32,7 +43,7 @@ def _json(doc: object, media_type: str = ogc_docs.JSON) -> Response:
 def _format_only(request: Request) -> None:
     check_format(request.query_params)
     for key in request.query_params:
-        if key != "f":
+        if key not in FORMAT_PARAMS:
             raise BadParameter(f"unknown parameter {key!r}", field=key)
 
 
@@ -51,10 +62,14 @@ def conformance(request: Request) -> Response:
 
 @router.get("/collections", summary="Published layers")
 def collections(
-    request: Request, conn: Connection = Depends(get_conn), base: str = Depends(base_url)
+    request: Request,
+    who: Principal = Depends(principal),
+    conn: Connection = Depends(get_conn),
+    base: str = Depends(base_url),
 ) -> Response:
     _format_only(request)
-    docs = [ogc_docs.collection(base, layer) for layer in list_layers(conn)]
+    layers = list_layers(conn, policy.visibility(who))
+    docs = [ogc_docs.collection(base, redact(layer, policy.hidden_fields(who, layer))) for layer in layers]
     return _json(
         {
             "links": [ogc_docs.link(f"{base}/collections", "self", ogc_docs.JSON, "published layers")],
@@ -66,18 +81,34 @@ def collections(
 
 @router.get("/collections/{collection_id}", summary="One layer")
 def collection(
-    collection_id: str, request: Request, conn: Connection = Depends(get_conn), base: str = Depends(base_url)
+    collection_id: str,
+    request: Request,
+    who: Principal = Depends(principal),
+    conn: Connection = Depends(get_conn),
+    base: str = Depends(base_url),
 ) -> Response:
     _format_only(request)
-    return _json(ogc_docs.collection(base, get_layer(conn, collection_id)))
+    return _json(ogc_docs.collection(base, readable(conn, collection_id, who)[0]))
 
 
 @router.get("/collections/{collection_id}/queryables", summary="Queryable properties (JSON Schema)")
 def queryables(
-    collection_id: str, request: Request, conn: Connection = Depends(get_conn), base: str = Depends(base_url)
+    collection_id: str,
+    request: Request,
+    who: Principal = Depends(principal),
+    conn: Connection = Depends(get_conn),
+    base: str = Depends(base_url),
 ) -> Response:
     _format_only(request)
-    return _json(ogc_docs.queryables(base, get_layer(conn, collection_id)), ogc_docs.SCHEMA_JSON)
+    return _json(ogc_docs.queryables(base, readable(conn, collection_id, who)[0]), ogc_docs.SCHEMA_JSON)
+
+
+def readable(conn: Connection, collection_id: str, who: Principal) -> tuple[LayerInfo, frozenset[str]]:
+    """The layer as ``who`` may see it (hidden fields redacted) and those hidden fields; a layer
+    ``who`` may not read is "not found", exactly like an unknown id."""
+    layer = get_layer(conn, collection_id, policy.visibility(who))
+    hidden = policy.hidden_fields(who, layer)
+    return redact(layer, hidden), hidden
 
 
 def _crs_headers(crs: CrsDef) -> dict[str, str]:
@@ -92,12 +123,16 @@ def _crs_headers(crs: CrsDef) -> dict[str, str]:
     "limit above the server maximum is clamped to it.",
 )
 def items(
-    collection_id: str, request: Request, conn: Connection = Depends(get_conn), base: str = Depends(base_url)
+    collection_id: str,
+    request: Request,
+    who: Principal = Depends(principal),
+    conn: Connection = Depends(get_conn),
+    base: str = Depends(base_url),
 ) -> Response:
     settings = request.app.state.settings
-    layer = get_layer(conn, collection_id)
+    layer, hidden = readable(conn, collection_id, who)
     q = items_query(request.query_params, layer, settings.items_default_limit, settings.items_max_limit)
-    page = fetch_page(conn, layer, q)
+    page = fetch_page(conn, layer, q, hidden)
 
     href = f"{base}/collections/{quote(layer.id)}/items"
     kept = [(k, v) for k, v in request.query_params.multi_items() if k != "cursor"]
@@ -132,6 +167,7 @@ def item(
     collection_id: str,
     feature_id: str,
     request: Request,
+    who: Principal = Depends(principal),
     conn: Connection = Depends(get_conn),
     base: str = Depends(base_url),
 ) -> Response:
@@ -140,10 +176,10 @@ def item(
     for key in params:
         if key not in FEATURE_PARAMS:
             raise BadParameter(f"unknown parameter {key!r}", field=key)
-    layer = get_layer(conn, collection_id)
+    layer, hidden = readable(conn, collection_id, who)
     crs = resolve_crs(single(params, "crs"), "crs")
     feature = fetch_feature(
-        conn, layer, feature_id, crs, parse_names(single(params, "properties"), "properties")
+        conn, layer, feature_id, crs, parse_names(single(params, "properties"), "properties"), hidden
     )
     collection_href = f"{base}/collections/{quote(layer.id)}"
     links = orjson.dumps(

@@ -1,0 +1,266 @@
+"""Who reads what: every read endpoint × {public, shared, restricted} × four principals.
+
+Each layer is owned by SCJ and carries a restricted field (身份证号). Public layers are for everyone,
+shared ones for any department's key, restricted ones for the owner and platform admins; the
+restricted field only for the owner and platform admins. A layer one may not read answers exactly as
+an unknown id does, and is not listed; a hidden field is named nowhere and fails like an unknown one.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import _wipe
+from fastapi.testclient import TestClient
+from layer_factory import make_layer
+from shapely.geometry import Point
+from sqlalchemy import Engine, text
+
+from geoshare.access.store import create_key, revoke_key
+from geoshare.settings import Settings
+
+OWNER, OTHER, IT = "SCJ", "JT", "IT"
+SECRET = "身份证号"
+UNKNOWN = "不存在字段"
+GHOST = "no-such-layer"
+LAYERS = {"pub": "public", "shr": "shared", "rst": "restricted"}
+PRINCIPALS = ("anonymous", "other", "owner", "admin")
+ATTRS = [("编号", "string"), ("名称", "string"), (SECRET, "string"), ("资本", "number")]
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def _secrets(layer_id: str) -> list[str]:
+    return [f"11010119900{n}01{layer_id}X" for n in range(3)]
+
+
+def _features(layer_id: str) -> list[tuple[Point, dict[str, Any]]]:
+    return [
+        (Point(116.4 + n / 100, 39.9), {"编号": f"E{n}", "名称": f"企业{n}", SECRET: s, "资本": n * 10.5})
+        for n, s in enumerate(_secrets(layer_id))
+    ]
+
+
+@pytest.fixture(scope="module")
+def world(engine: Engine) -> dict[str, Any]:
+    """Three layers of SCJ (one per class) and keys; built once for the module."""
+    _wipe(engine)
+    for layer_id, cls in LAYERS.items():
+        make_layer(
+            engine,
+            layer_id,
+            _features(layer_id),
+            ATTRS,
+            key_field="编号",
+            sharing_class=cls,
+            department=OWNER,
+            title=f"企业名录 {cls}",
+            keywords=["企业"],
+        )
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE gs.layer SET restricted_fields = ARRAY[:f]"), {"f": SECRET})
+        for code in (OTHER, IT):
+            conn.execute(text("INSERT INTO gs.department (code, name) VALUES (:c, :c)"), {"c": code})
+        keys = {
+            "anonymous": None,
+            "other": create_key(conn, OTHER, "consumer").key,
+            "owner": create_key(conn, OWNER, "consumer").key,
+            "admin": create_key(conn, IT, "platform_admin").key,
+            "owner_publisher": create_key(conn, OWNER, "publisher").key,
+            "other_publisher": create_key(conn, OTHER, "publisher").key,
+        }
+    return keys
+
+
+@pytest.fixture(scope="module")
+def app_client(world: dict[str, Any], settings: Settings) -> Iterator[TestClient]:
+    from geoshare.api.app import create_app
+
+    with TestClient(create_app(settings)) as c:
+        yield c
+
+
+def can_read(cls: str, who: str) -> bool:
+    return cls == "public" or (cls == "shared" and who != "anonymous") or who in ("owner", "admin")
+
+
+def sees_secret(who: str) -> bool:
+    return who in ("owner", "admin")
+
+
+class Caller:
+    """Sends one principal's key: the owner's in the ``key`` parameter, the others' in the header."""
+
+    def __init__(self, client: TestClient, who: str, key: str | None) -> None:
+        self.client, self.who, self.key = client, who, key
+
+    def get(self, path: str, **params: Any) -> Any:
+        if self.key is not None and self.who == "owner":
+            params["key"] = self.key
+        headers = {"X-API-Key": self.key} if self.key is not None and self.who != "owner" else {}
+        return self.client.get(path, params=params, headers=headers)
+
+
+def _no_leak(body: bytes, layer_id: str) -> None:
+    """Neither the hidden field's name (raw or JSON-escaped) nor any of its values."""
+    escaped = json.dumps(SECRET).strip('"').encode()
+    assert SECRET.encode() not in body and escaped not in body
+    for value in _secrets(layer_id):
+        assert value.encode() not in body
+
+
+ENDPOINTS = {
+    "collection": "/collections/{id}",
+    "queryables": "/collections/{id}/queryables",
+    "items": "/collections/{id}/items",
+    "item": "/collections/{id}/items/E1",
+    "versions": "/layers/{id}/versions",
+    "changes": "/layers/{id}/changes",
+}
+QUERY = {"changes": {"since": 0}}
+
+
+@pytest.mark.parametrize("who", PRINCIPALS)
+@pytest.mark.parametrize("layer_id", list(LAYERS))
+def test_read_matrix(app_client: TestClient, world: dict[str, Any], layer_id: str, who: str) -> None:
+    cls = LAYERS[layer_id]
+    caller = Caller(app_client, who, world[who])
+    visible, secret = can_read(cls, who), sees_secret(who)
+
+    listed = caller.get("/collections")
+    assert listed.status_code == 200
+    assert (layer_id in [c["id"] for c in listed.json()["collections"]]) is visible
+    found = caller.get("/catalog", q="企业")
+    assert found.status_code == 200
+    assert (layer_id in [x["id"] for x in found.json()["layers"]]) is visible
+    assert found.json()["numberMatched"] == sum(can_read(c, who) for c in LAYERS.values())
+    if not visible:
+        assert f"企业名录 {cls}".encode() not in listed.content + found.content
+
+    for name, template in ENDPOINTS.items():
+        path = template.format(id=layer_id)
+        r = caller.get(path, **QUERY.get(name, {}))
+        if not visible:
+            unknown = caller.get(template.format(id=GHOST), **QUERY.get(name, {}))
+            assert r.status_code == unknown.status_code == 404, (name, r.text)
+            assert r.headers["content-type"] == unknown.headers["content-type"]
+            assert r.json() == json.loads(unknown.text.replace(GHOST, layer_id)), name
+            _no_leak(r.content, layer_id)
+            continue
+        assert r.status_code == 200, (name, r.text)
+        if not secret:
+            _no_leak(r.content, layer_id)
+        body = r.json()
+        if name == "queryables":
+            assert (SECRET in body["properties"]) is secret and "名称" in body["properties"]
+        elif name == "items":
+            props = [f["properties"] for f in body["features"]]
+            assert len(props) == 3 and all((SECRET in p) is secret and "名称" in p for p in props)
+            if secret:
+                assert sorted(p[SECRET] for p in props) == sorted(_secrets(layer_id))
+        elif name == "item":
+            assert (SECRET in body["properties"]) is secret and body["properties"]["名称"] == "企业1"
+        elif name == "changes":
+            props = [c["feature"]["properties"] for c in body["changes"]]
+            assert len(props) == 3 and all((SECRET in p) is secret for p in props)
+        elif name == "versions":
+            assert [v["version"] for v in body["versions"]] == [1]
+
+
+LANG = "cql2-json"
+
+
+def _naming(params: dict[str, str], name: str) -> dict[str, str]:
+    return {k.replace("{name}", name): v.replace("{name}", name) for k, v in params.items()}
+
+
+@pytest.mark.parametrize(
+    ("layer_id", "who"),
+    [(layer, who) for layer, cls in LAYERS.items() for who in PRINCIPALS if can_read(cls, who)],
+)
+def test_hidden_field_is_an_unknown_field(
+    app_client: TestClient, world: dict[str, Any], layer_id: str, who: str
+) -> None:
+    """filter, property=value, sortby and properties naming the hidden field fail like a typo
+    (on the layers the principal can read; the others are not found at all)."""
+    caller = Caller(app_client, who, world[who])
+    path = f"/collections/{layer_id}/items"
+    value = _secrets(layer_id)[1]
+    for params in (
+        {"filter": f"{{name}} = '{value}'"},
+        {"filter": json.dumps({"op": "=", "args": [{"property": "{name}"}, value]}), "filter-lang": LANG},
+        {"{name}": value},
+        {"sortby": "-{name}"},
+        {"properties": "名称,{name}"},
+    ):
+        hidden = caller.get(path, **_naming(params, SECRET))
+        if sees_secret(who):
+            assert hidden.status_code == 200, (params, hidden.text)
+            continue
+        unknown = caller.get(path, **_naming(params, UNKNOWN))
+        assert hidden.status_code == unknown.status_code == 400, (params, hidden.text)
+        assert hidden.json() == json.loads(unknown.text.replace(UNKNOWN, SECRET)), params
+        assert value.encode() not in hidden.content
+    if sees_secret(who):
+        exact = caller.get(path, filter=f"{SECRET} = '{value}'").json()["features"]
+        assert [f["id"] for f in exact] == ["E1"]
+
+
+def test_revoked_key_is_refused_on_the_next_request(
+    app_client: TestClient, world: dict[str, Any], engine: Engine
+) -> None:
+    with engine.begin() as conn:
+        key = create_key(conn, OTHER, "consumer").key
+    headers = {"X-API-Key": key}
+    assert app_client.get("/collections/shr/items", headers=headers).status_code == 200
+    with engine.begin() as conn:
+        revoke_key(conn, key)
+    for path in ("/collections/shr/items", "/collections/pub", "/catalog", "/layers/pub/versions"):
+        r = app_client.get(path, headers=headers)
+        assert r.status_code == 401, (path, r.text)
+        assert key not in r.text
+    assert app_client.get("/collections/pub/items", params={"key": key}).status_code == 401
+
+
+def _publish(client: TestClient, key: str | None, **metadata: str) -> Any:
+    body = {"id": "stops", "title": "公交站", "department": OWNER, "class": "public", **metadata}
+    headers = {"X-API-Key": key} if key else {}
+    return client.post(
+        "/layers",
+        files={"file": ("bus_stops.geojson", (FIXTURES / "bus_stops.geojson").read_bytes())},
+        data={"metadata": json.dumps(body)},
+        headers=headers,
+    )
+
+
+def test_writes_need_the_owners_publisher(app_client: TestClient, world: dict[str, Any]) -> None:
+    """Anonymous 401; another department naming the owner 403; over an id another department owns
+    403; deleting a layer one cannot read 404 (as if unknown), one one can read 403; the owner's
+    publisher publishes and deletes; a consumer key of the owner may not."""
+    assert _publish(app_client, None).status_code == 401
+    other, owner = world["other_publisher"], world["owner_publisher"]
+    r = _publish(app_client, other)
+    assert r.status_code == 403 and r.json()["field"] == "metadata.department"
+    r = _publish(app_client, other, id="shr", department=OTHER)
+    assert r.status_code == 403 and r.json()["field"] == "metadata.id"
+    assert _publish(app_client, world["owner"]).status_code == 403  # a consumer, not a publisher
+
+    hidden = app_client.delete("/layers/rst", headers={"X-API-Key": other})
+    ghost = app_client.delete(f"/layers/{GHOST}", headers={"X-API-Key": other})
+    assert hidden.status_code == ghost.status_code == 404
+    assert hidden.json() == json.loads(ghost.text.replace(GHOST, "rst"))
+    assert app_client.delete("/layers/shr", headers={"X-API-Key": other}).status_code == 403
+    assert app_client.delete("/layers/shr").status_code == 401
+
+    r = _publish(app_client, owner)
+    assert r.status_code == 201, r.text
+    assert app_client.get("/collections/stops").status_code == 200
+    r = _publish(app_client, world["admin"], department="nobody", id="stops2")
+    assert r.status_code == 422 and r.json()["field"] == "department"  # the engine's own check
+    assert app_client.delete("/layers/stops", headers={"X-API-Key": other}).status_code == 403
+    assert app_client.delete("/layers/stops", headers={"X-API-Key": owner}).status_code == 204
+    assert app_client.get("/collections/stops").status_code == 404
+    assert app_client.get("/collections/rst", headers={"X-API-Key": world["owner"]}).status_code == 200
