@@ -30,7 +30,7 @@ from geocode.gazetteer import (
     default_gazetteer,
 )
 from geocode.index import SUFFIX_IX, SUFFIXES, AddressIndex
-from geocode.model import CONFIDENT, Candidate, Components, GeocodeResult, Level, Status
+from geocode.model import CONFIDENT, Candidate, GeocodeResult, Level, Status
 from geocode.parse import Parsed, parse, read_admin
 
 BASE = {
@@ -441,13 +441,3 @@ def _why_partial(best: Candidate, p: Parsed, known_name: bool) -> str:
     if p.building is not None and best.level is Level.door:
         return "no such building at this door; the door itself"
     return "the divisions in the query do not agree with the address found"
-
-
-def geocode_many(index: AddressIndex, queries: list[str], **kwargs: object) -> list[GeocodeResult]:
-    gaz = default_gazetteer()
-    return [geocode(index, q, gaz=gaz, **kwargs) for q in queries]  # type: ignore[arg-type]
-
-
-def components_only(query: str) -> Components:
-    readings = parse(query)
-    return readings[0].components() if readings else Components()

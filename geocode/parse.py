@@ -13,7 +13,7 @@ back to the head; the matcher tries both and keeps whichever finds the address.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from geocode.gazetteer import (
     CITY,
@@ -285,7 +285,3 @@ def parse_divisions(query: str) -> Components:
     if comps.province in MUNICIPALITIES and comps.city is None:
         comps.city = comps.province
     return comps
-
-
-def with_context(readings: list[Parsed], **changes: object) -> list[Parsed]:
-    return [replace(r, **changes) for r in readings]

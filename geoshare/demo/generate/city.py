@@ -8,6 +8,7 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 
+from geocode.addressdb.load import ADDRESSES, ROADS
 from geoshare.demo.generate.addresses import generate_addresses
 from geoshare.demo.generate.divisions import (
     CITY_CODE,
@@ -142,51 +143,11 @@ def generate_city(scale: int, seed: int) -> City:
         **base_layers(divisions, roads, book),
     }
     road_table = roads.rename(columns={"street_name": "street"})
-    address_cols = [
-        "address_code",
-        "level",
-        "province_code",
-        "province",
-        "city_code",
-        "city",
-        "district_code",
-        "district",
-        "street_code",
-        "street",
-        "community_code",
-        "community",
-        "road_id",
-        "road",
-        "door_number",
-        "door_suffix",
-        "side",
-        "road_position",
-        "compound_id",
-        "compound",
-        "building_id",
-        "building_number",
-        "units",
-        "floors",
-        "rooms_per_floor",
-        "full_address",
-    ]
-    addresses = book.addresses[[*address_cols, "geometry"]]
+    # the loader's own column list: the demo cannot drift from what the address database takes
+    addresses = book.addresses[[*ADDRESSES.required, *ADDRESSES.optional, "geometry"]]
     return City(
         divisions=division_table(divisions),
-        roads=_wgs84(
-            road_table[
-                [
-                    "id",
-                    "road_code",
-                    "name",
-                    "district_code",
-                    "street_code",
-                    "road_class",
-                    "length_m",
-                    "geometry",
-                ]
-            ]
-        ),
+        roads=_wgs84(road_table[[*ROADS.required, "geometry"]]),
         compounds=_wgs84(
             book.compounds[
                 [
