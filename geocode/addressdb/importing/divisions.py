@@ -240,6 +240,33 @@ def _apply_codes(fields: pd.DataFrame, index: DivisionIndex, verdicts: Verdicts)
     return finest
 
 
+def _resolve_level(
+    level: int,
+    column: str,
+    label: str,
+    parent: np.ndarray,
+    coded: np.ndarray,
+    location: np.ndarray,
+    fields: pd.DataFrame,
+    index: DivisionIndex,
+    pts: np.ndarray,
+    verdicts: Verdicts,
+) -> np.ndarray:
+    """A street or community per row: from its code, else its name under ``parent``, else the point."""
+    found_at = index.ancestor(coded, level)
+    if column in fields:
+        need = verdicts.ok & (found_at < 0) & fields[column].notna().to_numpy()
+        found = index.by_name(need, fields[column], level, parent, pts)
+        values = fields[column].to_numpy(dtype=object)
+        verdicts.reject(
+            need & (found < 0),
+            "unknown_division",
+            lambda i: [f"unknown {label} {values[j]!r} in {index.name[parent[j]]}" for j in i],
+        )
+        found_at = np.where(need & (found >= 0), found, found_at)
+    return _fill(found_at, index.ancestor(location, level), parent, index, pts, verdicts)
+
+
 def resolve_divisions(
     fields: pd.DataFrame, pts: np.ndarray, index: DivisionIndex, verdicts: Verdicts
 ) -> Placed:
@@ -282,32 +309,13 @@ def resolve_divisions(
         verdicts.reject(check & (far > CONTRADICTION_M), "district_contradicts_location", contradiction)
     district = np.where(given, district, here)
 
-    street = index.ancestor(coded, 4)
-    if "street" in fields:
-        need = verdicts.ok & (street < 0) & fields["street"].notna().to_numpy()
-        found = index.by_name(need, fields["street"], 4, district, pts)
-        values = fields["street"].to_numpy(dtype=object)
-        verdicts.reject(
-            need & (found < 0),
-            "unknown_division",
-            lambda i: [f"unknown street/town {values[j]!r} in {index.name[district[j]]}" for j in i],
-        )
-        street = np.where(need & (found >= 0), found, street)
-    street = _fill(street, index.ancestor(location, 4), district, index, pts, verdicts)
+    street = _resolve_level(
+        4, "street", "street/town", district, coded, location, fields, index, pts, verdicts
+    )
     verdicts.reject(verdicts.ok & (street < 0), "no_street", "the district has no street/town boundaries")
-
-    community = index.ancestor(coded, 5)
-    if "community" in fields:
-        need = verdicts.ok & (community < 0) & fields["community"].notna().to_numpy()
-        found = index.by_name(need, fields["community"], 5, street, pts)
-        values = fields["community"].to_numpy(dtype=object)
-        verdicts.reject(
-            need & (found < 0),
-            "unknown_division",
-            lambda i: [f"unknown community/village {values[j]!r} in {index.name[street[j]]}" for j in i],
-        )
-        community = np.where(need & (found >= 0), found, community)
-    community = _fill(community, index.ancestor(location, 5), street, index, pts, verdicts)
+    community = _resolve_level(
+        5, "community", "community/village", street, coded, location, fields, index, pts, verdicts
+    )
     verdicts.reject(verdicts.ok & (community < 0), "no_community", "the street/town has no communities")
 
     ok = verdicts.ok
