@@ -138,7 +138,11 @@ WITH touched AS (
                 WHEN first_change <> 'A' THEN 'modified' END AS change
     FROM touched
 ), page AS (
-    SELECT feature_key, change FROM net WHERE change IS NOT NULL ORDER BY feature_key LIMIT :limit
+    SELECT feature_key, change FROM net n
+    WHERE change IS NOT NULL AND (CAST(:area AS bytea) IS NULL OR (change <> 'removed' AND EXISTS (
+        SELECT 1 FROM {table} t
+        WHERE t.{identity} = n.feature_key AND ST_Intersects(t.geom, ST_GeomFromWKB(:area, 4326)))))
+    ORDER BY feature_key LIMIT :limit
 )
 SELECT p.feature_key, p.change, f.feature
 FROM page p
@@ -153,7 +157,8 @@ ORDER BY p.feature_key
 _EVERYTHING = """
 SELECT DISTINCT ON (t.{identity}) t.{identity} AS feature_key, 'added' AS change, {feature} AS feature
 FROM {table} t
-WHERE CAST(:after AS text) IS NULL OR t.{identity} > :after
+WHERE (CAST(:after AS text) IS NULL OR t.{identity} > :after)
+  AND (CAST(:area AS bytea) IS NULL OR ST_Intersects(t.geom, ST_GeomFromWKB(:area, 4326)))
 ORDER BY t.{identity}, t.fid
 LIMIT :limit
 """
@@ -167,6 +172,7 @@ def changes_since(
     after: str | None = None,
     *,
     hidden: frozenset[str] | None = None,
+    area: bytes | None = None,
 ) -> ChangePage:
     """Net changes after version ``since``, one entry per feature key, in key order.
 
@@ -174,6 +180,8 @@ def changes_since(
     ``since=0`` lists every current feature as added (first versions log no rows). The log outlives
     pruned data tables, so any ``since`` back to 0 answers. ``hidden`` fields are left out of the
     features; None hides the layer's restricted fields (the safe default), an empty set hides none.
+    ``area`` (WKB, EPSG:4326) limits the feed to features now inside it; removals are then left
+    out, because where a removed feature was is no longer known and its key is data too.
     """
     current = layer.current_version or 0
     if not isinstance(since, int) or since < 0 or since > current:
@@ -186,7 +194,7 @@ def changes_since(
     sql = _EVERYTHING if since == 0 else _COLLAPSED
     rows = conn.execute(
         text(sql.format(feature=feature, table=layer.qualified_table, identity=identity)),
-        {"layer_id": layer.id, "since": since, "after": after, "limit": limit + 1},
+        {"layer_id": layer.id, "since": since, "after": after, "limit": limit + 1, "area": area},
     ).all()
     more = len(rows) > limit
     rows = rows[:limit]

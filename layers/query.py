@@ -35,7 +35,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql.expression import TableClause
-from sqlalchemy.types import BigInteger, Text
+from sqlalchemy.types import BigInteger, LargeBinary, Text
 
 from layers.cql2 import ATTRIBUTE_SQL_TYPES, Operand, coerce_value, filter_to_sql, parse_filter
 from layers.crs import CRS84, CrsDef, from_crs84_fn, resolve_crs, transform_geometries
@@ -94,10 +94,14 @@ class LayerTable:
     """A layer's data table as SQLAlchemy columns; names come only from the layer's attributes.
 
     ``hidden`` fields are left out altogether: they cannot be selected, filtered or sorted on, and a
-    name among them is refused exactly like an unknown one.
+    name among them is refused exactly like an unknown one. ``area`` (WKB, EPSG:4326) limits the rows
+    to those intersecting it (a sharing agreement's division area): every statement built on this
+    table carries that predicate, so a row outside it never leaves the database.
     """
 
-    def __init__(self, layer: LayerInfo, hidden: frozenset[str] = frozenset()) -> None:
+    def __init__(
+        self, layer: LayerInfo, hidden: frozenset[str] = frozenset(), area: bytes | None = None
+    ) -> None:
         if not layer.table_name:
             raise NotFound(f"layer {layer.id!r} has no published data", field="collectionId")
         layer = redact(layer, hidden)
@@ -112,6 +116,13 @@ class LayerTable:
             schema="layerdata",
         )
         self.c = self.table.c
+        self.area = area
+
+    def scope_clauses(self) -> list[ColumnElement[bool]]:
+        """Row limits that hold whatever the request asks (the agreement area)."""
+        if self.area is None:
+            return []
+        return [func.ST_Intersects(self.c.geom, func.ST_GeomFromWKB(literal(self.area, LargeBinary()), 4326))]
 
     def attribute(self, name: str, param: str) -> Attribute:
         attr = self.layer.attribute(name)
@@ -214,7 +225,7 @@ def _typed_value(raw: str, attr: Attribute) -> Any:
 
 
 def where_clauses(lt: LayerTable, q: ItemsQuery) -> list[ColumnElement[bool]]:
-    clauses: list[ColumnElement[bool]] = []
+    clauses: list[ColumnElement[bool]] = lt.scope_clauses()
     if q.bbox is not None:
         clauses.append(func.ST_Intersects(lt.c.geom, func.ST_MakeEnvelope(*q.bbox, 4326)))
     if q.interval is not None:
@@ -371,9 +382,13 @@ def _ordered(
 
 
 def fetch_page(
-    conn: Connection, layer: LayerInfo, q: ItemsQuery, hidden: frozenset[str] = frozenset()
+    conn: Connection,
+    layer: LayerInfo,
+    q: ItemsQuery,
+    hidden: frozenset[str] = frozenset(),
+    area: bytes | None = None,
 ) -> ItemsPage:
-    lt = LayerTable(layer, hidden)
+    lt = LayerTable(layer, hidden, area)
     if not q.crs.in_database:
         return _fetch_page_offset_crs(conn, lt, q)
     inner = page_select(lt, q, [feature_text(lt, q).label("feature")]).subquery("page")
@@ -447,14 +462,15 @@ def fetch_feature(
     crs: CrsDef,
     properties: list[str] | None = None,
     hidden: frozenset[str] = frozenset(),
+    area: bytes | None = None,
 ) -> bytes:
-    """One Feature as GeoJSON bytes; 404 naming ``featureId`` when the key is unknown."""
-    lt = LayerTable(layer, hidden)
+    """One Feature as GeoJSON bytes; 404 naming ``featureId`` when the key is unknown (or outside
+    the reader's area)."""
+    lt = LayerTable(layer, hidden, area)
+    match = and_(lt.c.fkey == literal(feature_id, Text()), *lt.scope_clauses())
     q = ItemsQuery(limit=1, crs=crs, properties=properties)
     if crs.in_database:
-        stmt = (
-            select(feature_text(lt, q)).select_from(lt.table).where(lt.c.fkey == literal(feature_id, Text()))
-        )
+        stmt = select(feature_text(lt, q)).select_from(lt.table).where(match)
         text = conn.execute(stmt).scalar()
         if text is None:
             raise NotFound(f"feature {feature_id!r} not found in {layer.id!r}", field="featureId")
@@ -466,7 +482,7 @@ def fetch_feature(
             properties_json(lt, properties).label("props"),
         )
         .select_from(lt.table)
-        .where(lt.c.fkey == literal(feature_id, Text()))
+        .where(match)
     )
     rows = conn.execute(stmt).all()
     if not rows:

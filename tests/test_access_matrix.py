@@ -1,9 +1,13 @@
-"""Who reads what: every read endpoint × {public, shared, restricted} × four principals.
+"""Who reads what: every read endpoint × {public, shared, restricted} × six principals.
 
 Each layer is owned by SCJ and carries a restricted field (身份证号). Public layers are for everyone,
-shared ones for any department's key, restricted ones for the owner and platform admins; the
-restricted field only for the owner and platform admins. A layer one may not read answers exactly as
-an unknown id does, and is not listed; a hidden field is named nowhere and fails like an unknown one.
+shared ones for any department's key, restricted ones for the owner and platform admins, and for
+holders of an approved sharing agreement naming them; the restricted field only for the owner,
+platform admins and holders of an agreement listing it. Two holders: ``holder`` (department AREA)
+has an agreement on all three layers for 编号 and 名称 inside a division area that holds E0 and E1;
+``holder_all`` (department FULL) one for 编号, 名称 and 身份证号 with no area. A layer one may not
+read answers exactly as an unknown id does, and is not listed; a hidden field is named nowhere and
+fails like an unknown one.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import pytest
 from conftest import _wipe
 from fastapi.testclient import TestClient
 from layer_factory import make_layer
-from shapely.geometry import Point
+from shapely.geometry import Point, box
 from sqlalchemy import Engine, text
 
 from geoshare.access.store import create_key, revoke_key
@@ -28,7 +32,10 @@ SECRET = "身份证号"
 UNKNOWN = "不存在字段"
 GHOST = "no-such-layer"
 LAYERS = {"pub": "public", "shr": "shared", "rst": "restricted"}
-PRINCIPALS = ("anonymous", "other", "owner", "admin")
+PRINCIPALS = ("anonymous", "other", "owner", "admin", "holder", "holder_all")
+HOLDERS = {"holder": "AREA", "holder_all": "FULL"}
+AREA_CODE = "999901"  # a division of the test's own, far from any real code
+IN_AREA = ["E0", "E1"]
 ATTRS = [("编号", "string"), ("名称", "string"), (SECRET, "string"), ("资本", "number")]
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -62,8 +69,34 @@ def world(engine: Engine) -> dict[str, Any]:
         )
     with engine.begin() as conn:
         conn.execute(text("UPDATE gs.layer SET restricted_fields = ARRAY[:f]"), {"f": SECRET})
-        for code in (OTHER, IT):
+        for code in (OTHER, IT, *HOLDERS.values()):
             conn.execute(text("INSERT INTO gs.department (code, name) VALUES (:c, :c)"), {"c": code})
+        conn.execute(
+            text(
+                "INSERT INTO addr.division (code, level, name, short_name, path_codes, path_names,"
+                " full_name, geom) VALUES (:c, 4, '测试街道', '测试', ARRAY[:c], ARRAY['测试街道'],"
+                " '测试街道', ST_Multi(ST_GeomFromText(:wkt, 4326))) ON CONFLICT (code) DO UPDATE"
+                " SET geom = excluded.geom"
+            ),
+            {"c": AREA_CODE, "wkt": box(116.39, 39.8, 116.415, 40.0).wkt},
+        )
+        for who, code in HOLDERS.items():
+            fields = ["编号", "名称"] + ([SECRET] if who == "holder_all" else [])
+            conn.execute(
+                text(
+                    "INSERT INTO gs.agreement (consumer_code, provider_code, purpose, starts_on, ends_on,"
+                    " status, area_code, area) VALUES (:c, :p, '测试', current_date - 1, current_date + 30,"
+                    " 'approved', :a, (SELECT geom FROM addr.division WHERE code = :a))"
+                ),
+                {"c": code, "p": OWNER, "a": AREA_CODE if who == "holder" else None},
+            )
+            conn.execute(
+                text(
+                    "INSERT INTO gs.agreement_layer SELECT currval(pg_get_serial_sequence('gs.agreement',"
+                    " 'id')), l, :f FROM unnest(CAST(:layers AS text[])) l"
+                ),
+                {"f": fields, "layers": list(LAYERS)},
+            )
         keys = {
             "anonymous": None,
             "other": create_key(conn, OTHER, "consumer").key,
@@ -71,6 +104,7 @@ def world(engine: Engine) -> dict[str, Any]:
             "admin": create_key(conn, IT, "platform_admin").key,
             "owner_publisher": create_key(conn, OWNER, "publisher").key,
             "other_publisher": create_key(conn, OTHER, "publisher").key,
+            **{who: create_key(conn, code, "consumer").key for who, code in HOLDERS.items()},
         }
     return keys
 
@@ -84,11 +118,26 @@ def app_client(world: dict[str, Any], settings: Settings) -> Iterator[TestClient
 
 
 def can_read(cls: str, who: str) -> bool:
-    return cls == "public" or (cls == "shared" and who != "anonymous") or who in ("owner", "admin")
+    return cls == "public" or (cls == "shared" and who != "anonymous") or who in ("owner", "admin", *HOLDERS)
 
 
 def sees_secret(who: str) -> bool:
-    return who in ("owner", "admin")
+    """Owners and admins; the agreement listing the field (an area-limited one unlocks no
+    restricted field on a public or shared layer, and does not list it on the restricted one)."""
+    return who in ("owner", "admin", "holder_all")
+
+
+def fields_seen(cls: str, who: str) -> set[str]:
+    """Attributes ``who`` reads on a layer of class ``cls``: on a restricted layer a holder gets the
+    agreement's fields only."""
+    names = {name for name, _ in ATTRS}
+    if cls == "restricted" and who in HOLDERS:
+        names = {"编号", "名称", SECRET}
+    return names if sees_secret(who) else names - {SECRET}
+
+
+def rows_seen(cls: str, who: str) -> list[str]:
+    return IN_AREA if cls == "restricted" and who == "holder" else ["E0", "E1", "E2"]
 
 
 class Caller:
@@ -153,19 +202,23 @@ def test_read_matrix(app_client: TestClient, world: dict[str, Any], layer_id: st
         assert r.status_code == 200, (name, r.text)
         if not secret:
             _no_leak(r.content, layer_id)
+        fields, rows = fields_seen(cls, who), rows_seen(cls, who)
+        if "资本" not in fields:
+            assert b"\\u8d44\\u672c" not in r.content and "资本".encode() not in r.content, name
         body = r.json()
         if name == "queryables":
-            assert (SECRET in body["properties"]) is secret and "名称" in body["properties"]
+            assert set(body["properties"]) & {n for n, _ in ATTRS} == fields
         elif name == "items":
-            props = [f["properties"] for f in body["features"]]
-            assert len(props) == 3 and all((SECRET in p) is secret and "名称" in p for p in props)
+            props = {f["id"]: f["properties"] for f in body["features"]}
+            assert sorted(props) == rows and all(set(p) == fields for p in props.values())
+            assert ("numberMatched" in body) is (rows == ["E0", "E1", "E2"])
             if secret:
-                assert sorted(p[SECRET] for p in props) == sorted(_secrets(layer_id))
+                assert sorted(p[SECRET] for p in props.values()) == sorted(_secrets(layer_id))[: len(rows)]
         elif name == "item":
-            assert (SECRET in body["properties"]) is secret and body["properties"]["名称"] == "企业1"
+            assert set(body["properties"]) == fields and body["properties"]["名称"] == "企业1"
         elif name == "changes":
-            props = [c["feature"]["properties"] for c in body["changes"]]
-            assert len(props) == 3 and all((SECRET in p) is secret for p in props)
+            feats = {c["feature"]["id"]: c["feature"]["properties"] for c in body["changes"]}
+            assert sorted(feats) == rows and all(set(p) == fields for p in feats.values())
         elif name == "versions":
             assert [v["version"] for v in body["versions"]] == [1]
 

@@ -87,6 +87,7 @@ def test_key_lifecycle_create_use_revoke(client: TestClient, seeded: dict[str, s
         "role": "consumer",
         "key_prefix": prefix,
         "user_id": None,
+        "grants": {},
     }
     assert client.get("/whoami", params={"key": key}).json()["key_prefix"] == prefix  # tile/embed style
     assert client.get("/whoami").json()["anonymous"] is True

@@ -9,11 +9,13 @@ or unknown key learns nothing, not even whether its prefix exists.
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
+import shapely
 from sqlalchemy import Connection, text
 
 from geoshare.access import keys
@@ -43,6 +45,17 @@ def rank(role: str | None) -> int:
 
 
 @dataclass(frozen=True)
+class Grant:
+    """What the department's approved, current sharing agreements give it on one layer: the fields
+    they list, and the area rows must lie in (None: the whole layer). Several agreements on one
+    layer add up: fields are united, and so are areas, unless one of them has none."""
+
+    fields: frozenset[str]
+    area: bytes | None
+    agreements: tuple[int, ...]
+
+
+@dataclass(frozen=True)
 class Principal:
     """The caller as the policy sees it; anonymous when every field is None."""
 
@@ -50,6 +63,7 @@ class Principal:
     role: str | None
     key_prefix: str | None
     user_id: int | None = None
+    grants: Mapping[str, Grant] = field(default_factory=dict, compare=False, hash=False)
 
     @classmethod
     def anonymous(cls) -> Principal:
@@ -134,8 +148,17 @@ def ip_allowed(client_ip: str | None, networks: list[Any]) -> bool:
 _LOOKUP = text(
     """
     SELECT k.digest, k.department_code, k.role, k.user_id, k.expires_at, k.revoked_at,
-           k.allowed_referrers, k.allowed_ips, k.last_used_at, u.role AS user_role, u.disabled_at
-    FROM gs.api_key k LEFT JOIN gs.app_user u ON u.id = k.user_id
+           k.allowed_referrers, k.allowed_ips, k.last_used_at, u.role AS user_role, u.disabled_at,
+           g.grants
+    FROM gs.api_key k
+    LEFT JOIN gs.app_user u ON u.id = k.user_id
+    LEFT JOIN LATERAL (
+        SELECT jsonb_agg(jsonb_build_array(al.layer_id, al.fields, a.id, encode(ST_AsBinary(a.area), 'hex')))
+               AS grants
+        FROM gs.agreement a JOIN gs.agreement_layer al ON al.agreement_id = a.id
+        WHERE a.consumer_code = k.department_code AND a.status = 'approved'
+          AND current_date BETWEEN a.starts_on AND a.ends_on
+    ) g ON true
     WHERE k.prefix = :prefix
     """
 )
@@ -194,4 +217,32 @@ def authenticate(
     role = row["role"]
     if row["user_role"] is not None and rank(row["user_role"]) < rank(role):
         role = row["user_role"]  # a user demoted after the key was issued
-    return Principal(department=row["department_code"], role=role, key_prefix=prefix, user_id=row["user_id"])
+    return Principal(
+        department=row["department_code"],
+        role=role,
+        key_prefix=prefix,
+        user_id=row["user_id"],
+        grants=merge_grants(row["grants"] or []),
+    )
+
+
+def merge_grants(rows: list[Any]) -> dict[str, Grant]:
+    """Per layer, the sum of the agreements naming it (rows of layer id, fields, agreement id, area)."""
+    parts: dict[str, list[Any]] = {}
+    for layer_id, fields, agreement_id, area in rows:
+        parts.setdefault(layer_id, []).append((frozenset(fields), agreement_id, area and bytes.fromhex(area)))
+    grants: dict[str, Grant] = {}
+    for layer_id, items in parts.items():
+        areas = [a for _, _, a in items]
+        if any(a is None for a in areas):
+            area = None
+        elif len(areas) == 1:
+            area = areas[0]
+        else:
+            area = shapely.to_wkb(shapely.union_all(shapely.from_wkb(areas)))
+        grants[layer_id] = Grant(
+            fields=frozenset().union(*(f for f, _, _ in items)),
+            area=area,
+            agreements=tuple(sorted(i for _, i, _ in items)),
+        )
+    return grants

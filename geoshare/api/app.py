@@ -13,6 +13,7 @@ from geoshare.api import auth, problems
 from geoshare.api.routes import (
     admin,
     admin_areas,
+    agreements,
     catalog,
     compat,
     geocode,
@@ -54,6 +55,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(GZipMiddleware, minimum_size=2048, compresslevel=4)
     problems.install(app)
     auth.install_log_redaction()  # keys in access logs cut to their prefix
-    for module in (health, ogc, catalog, layers, geocode, reverse, admin_areas, compat, jobs, admin):
+    for module in (
+        health,
+        ogc,
+        catalog,
+        layers,
+        geocode,
+        reverse,
+        admin_areas,
+        compat,
+        jobs,
+        admin,
+        agreements,
+    ):
         app.include_router(module.router)
     return app

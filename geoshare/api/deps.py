@@ -24,3 +24,10 @@ async def get_conn(request: Request) -> AsyncIterator[Connection]:
 def base_url(request: Request) -> str:
     configured = request.app.state.settings.public_url
     return (configured or str(request.base_url)).rstrip("/")
+
+
+async def get_tx_conn(request: Request) -> AsyncIterator[Connection]:
+    """A connection in one transaction for a write that takes several statements: committed when
+    the endpoint returns, rolled back when it raises, so nothing is half-written."""
+    with request.app.state.engine.begin() as conn:
+        yield conn

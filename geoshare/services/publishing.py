@@ -89,4 +89,5 @@ def changes(
         conn.exec_driver_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
         layer = get_layer(conn, layer_id, policy.visibility(who) if who else TRUSTED)
         hidden = policy.hidden_fields(who, layer) if who else None
-        return changes_since(conn, layer, since, limit, after, hidden=hidden)
+        area = policy.area(who, layer) if who else None
+        return changes_since(conn, layer, since, limit, after, hidden=hidden, area=area)

@@ -64,7 +64,12 @@ def _json(doc: Any, status: int = 200, **headers: str) -> Response:
 
 @router.get("/whoami", summary="The identity behind the request's API key (anonymous without one)")
 def whoami(who: Principal = Depends(principal)) -> Response:
-    return _json({"anonymous": who.is_anonymous, **who.__dict__})
+    doc: dict[str, Any] = {"anonymous": who.is_anonymous, **who.__dict__}
+    doc["grants"] = {
+        layer: {"fields": sorted(g.fields), "area_limited": g.area is not None, "agreements": g.agreements}
+        for layer, g in who.grants.items()
+    }
+    return _json(doc)
 
 
 @router.post("/admin/departments", status_code=201, summary="Register a department")

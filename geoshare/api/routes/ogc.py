@@ -132,7 +132,8 @@ def items(
     settings = request.app.state.settings
     layer, hidden = readable(conn, collection_id, who)
     q = items_query(request.query_params, layer, settings.items_default_limit, settings.items_max_limit)
-    page = fetch_page(conn, layer, q, hidden)
+    area = policy.area(who, layer)
+    page = fetch_page(conn, layer, q, hidden, area)
 
     href = f"{base}/collections/{quote(layer.id)}/items"
     kept = [(k, v) for k, v in request.query_params.multi_items() if k != "cursor"]
@@ -154,7 +155,7 @@ def items(
         "type": "FeatureCollection",
         "timeStamp": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
     }
-    if not q.is_filtered:
+    if not q.is_filtered and area is None:
         head["numberMatched"] = layer.feature_count
     head["numberReturned"] = page.number_returned
     head["links"] = links
@@ -179,7 +180,13 @@ def item(
     layer, hidden = readable(conn, collection_id, who)
     crs = resolve_crs(single(params, "crs"), "crs")
     feature = fetch_feature(
-        conn, layer, feature_id, crs, parse_names(single(params, "properties"), "properties"), hidden
+        conn,
+        layer,
+        feature_id,
+        crs,
+        parse_names(single(params, "properties"), "properties"),
+        hidden,
+        policy.area(who, layer),
     )
     collection_href = f"{base}/collections/{quote(layer.id)}"
     links = orjson.dumps(
