@@ -44,6 +44,23 @@ class Visibility:
         }
         return sql, params
 
+    def allows(self, layer: LayerInfo) -> bool:
+        """The same rule as ``predicate``, for a layer already in hand (a cached registry row)."""
+        return (
+            self.everything
+            or layer.sharing_class == "public"
+            or (
+                self.department is not None
+                and (layer.sharing_class == "shared" or layer.department_code == self.department)
+            )
+            or layer.id in self.granted
+        )
+
+
+def layer_not_found(layer_id: str) -> NotFound:
+    """The one answer for an unknown layer and for one the reader may not see."""
+    return NotFound(f"layer {layer_id!r} does not exist", field="collectionId")
+
 
 TRUSTED = Visibility(everything=True)
 ANONYMOUS = Visibility()
@@ -72,7 +89,7 @@ def get_layer(conn: Connection, layer_id: str, visibility: Visibility = TRUSTED)
         {"id": layer_id, **params},
     ).first()
     if row is None or row.current_version is None:
-        raise NotFound(f"layer {layer_id!r} does not exist", field="collectionId")
+        raise layer_not_found(layer_id)
     return LayerInfo.from_row(row)
 
 

@@ -26,6 +26,7 @@ from geoshare.api.routes import (
 from geoshare.db.engine import make_engine
 from geoshare.jobs import geocode_job
 from geoshare.services import geocoding
+from geoshare.services.layer_cache import layer_cache
 from geoshare.settings import Settings, get_settings
 
 
@@ -33,7 +34,9 @@ from geoshare.settings import Settings, get_settings
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     geocode_job.recover_stale(app.state.engine)  # jobs of a worker that died are failed, not left running
     geocoding.holder(app.state).warm_up()  # build the address index while the first requests arrive
+    layer_cache(app.state)  # start listening for layer changes before the first request
     yield
+    layer_cache(app.state).stop()
     geocode_job.stop_jobs(app)
     app.state.engine.dispose()
 

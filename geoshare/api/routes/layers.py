@@ -28,6 +28,7 @@ from geoshare.api.auth import principal, require_authenticated
 from geoshare.api.deps import base_url
 from geoshare.api.problems import Problem
 from geoshare.services import address_layers, geocoding, publishing
+from geoshare.services.layer_cache import layer_cache
 from layers.errors import NotFound
 from layers.model import LayerMetadata
 from layers.registry import get_layer, layer_owner
@@ -210,6 +211,7 @@ async def publish_layer(
                 source_name=Path(file.filename or "upload").name,
                 **options,
             )
+    layer_cache(request.app.state).invalidate(result.layer_id)  # this worker sees its own publish at once
     base = base_url(request)
     body = {
         "id": result.layer_id,
@@ -298,4 +300,5 @@ def delete_layer(
 ) -> Response:
     _check_delete(request.app.state.engine, who, layer_id)
     publishing.delete(request.app.state.engine, layer_id)
+    layer_cache(request.app.state).invalidate(layer_id)
     return Response(status_code=204)

@@ -27,11 +27,12 @@ from geoshare.api.ogc_params import (
     parse_names,
     single,
 )
+from geoshare.services.layer_cache import LayerCache, layer_cache
 from layers.crs import CrsDef, resolve_crs
 from layers.errors import BadParameter
 from layers.model import LayerInfo
 from layers.query import fetch_feature, fetch_page
-from layers.registry import get_layer, list_layers, redact
+from layers.registry import get_layer, layer_not_found, list_layers, redact
 
 router = APIRouter(tags=["OGC API – Features"])
 
@@ -88,7 +89,9 @@ def collection(
     base: str = Depends(base_url),
 ) -> Response:
     _format_only(request)
-    return _json(ogc_docs.collection(base, readable(conn, collection_id, who)[0]))
+    return _json(
+        ogc_docs.collection(base, readable(conn, collection_id, who, layer_cache(request.app.state))[0])
+    )
 
 
 @router.get("/collections/{collection_id}/queryables", summary="Queryable properties (JSON Schema)")
@@ -100,13 +103,24 @@ def queryables(
     base: str = Depends(base_url),
 ) -> Response:
     _format_only(request)
-    return _json(ogc_docs.queryables(base, readable(conn, collection_id, who)[0]), ogc_docs.SCHEMA_JSON)
+    return _json(
+        ogc_docs.queryables(base, readable(conn, collection_id, who, layer_cache(request.app.state))[0]),
+        ogc_docs.SCHEMA_JSON,
+    )
 
 
-def readable(conn: Connection, collection_id: str, who: Principal) -> tuple[LayerInfo, frozenset[str]]:
+def readable(
+    conn: Connection, collection_id: str, who: Principal, cache: LayerCache | None = None
+) -> tuple[LayerInfo, frozenset[str]]:
     """The layer as ``who`` may see it (hidden fields redacted) and those hidden fields; a layer
-    ``who`` may not read is "not found", exactly like an unknown id."""
-    layer = get_layer(conn, collection_id, policy.visibility(who))
+    ``who`` may not read is "not found", exactly like an unknown id. With ``cache`` the registry row
+    comes from the worker's layer cache (no database round trip when it is there)."""
+    if cache is None:
+        layer = get_layer(conn, collection_id, policy.visibility(who))
+    else:
+        layer = cache.get(conn, collection_id)
+        if not policy.visibility(who).allows(layer):
+            raise layer_not_found(collection_id)
     hidden = policy.hidden_fields(who, layer)
     return redact(layer, hidden), hidden
 
@@ -130,7 +144,7 @@ def items(
     base: str = Depends(base_url),
 ) -> Response:
     settings = request.app.state.settings
-    layer, hidden = readable(conn, collection_id, who)
+    layer, hidden = readable(conn, collection_id, who, layer_cache(request.app.state))
     q = items_query(request.query_params, layer, settings.items_default_limit, settings.items_max_limit)
     area = policy.area(who, layer)
     page = fetch_page(conn, layer, q, hidden, area)
@@ -177,7 +191,7 @@ def item(
     for key in params:
         if key not in FEATURE_PARAMS:
             raise BadParameter(f"unknown parameter {key!r}", field=key)
-    layer, hidden = readable(conn, collection_id, who)
+    layer, hidden = readable(conn, collection_id, who, layer_cache(request.app.state))
     crs = resolve_crs(single(params, "crs"), "crs")
     feature = fetch_feature(
         conn,

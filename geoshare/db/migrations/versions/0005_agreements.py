@@ -7,6 +7,9 @@ are named by id without a foreign key: a consumer may name a restricted layer it
 learns nothing about whether it exists; the provider checks the names when deciding. Agreements
 are never deleted (the audit trail cites them); a decision or a revocation is a status change.
 
+Also: every change to ``gs.layer`` is announced on the channel ``gs_layer`` (payload: the layer id,
+or ``*`` after a TRUNCATE), so each worker's in-process layer cache drops it at once.
+
 Revision ID: 0005
 Revises: 0004
 """
@@ -57,10 +60,32 @@ def upgrade() -> None:
             WHERE status = 'approved';
         CREATE INDEX agreement_provider_idx ON gs.agreement (provider_code, requested_at);
         CREATE INDEX agreement_layer_layer_idx ON gs.agreement_layer (layer_id);
+
+        CREATE FUNCTION gs.notify_layer_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            IF TG_OP = 'TRUNCATE' THEN
+                PERFORM pg_notify('gs_layer', '*');
+            ELSIF TG_OP = 'DELETE' THEN
+                PERFORM pg_notify('gs_layer', OLD.id);
+            ELSE
+                PERFORM pg_notify('gs_layer', NEW.id);
+                IF TG_OP = 'UPDATE' AND OLD.id <> NEW.id THEN
+                    PERFORM pg_notify('gs_layer', OLD.id);
+                END IF;
+            END IF;
+            RETURN NULL;
+        END $$;
+        CREATE TRIGGER layer_changed AFTER INSERT OR UPDATE OR DELETE ON gs.layer
+            FOR EACH ROW EXECUTE FUNCTION gs.notify_layer_changed();
+        CREATE TRIGGER layer_truncated AFTER TRUNCATE ON gs.layer
+            FOR EACH STATEMENT EXECUTE FUNCTION gs.notify_layer_changed();
         """
     )
 
 
 def downgrade() -> None:
+    op.execute("DROP TRIGGER IF EXISTS layer_truncated ON gs.layer")
+    op.execute("DROP TRIGGER IF EXISTS layer_changed ON gs.layer")
+    op.execute("DROP FUNCTION IF EXISTS gs.notify_layer_changed()")
     op.execute("DROP TABLE IF EXISTS gs.agreement_layer")
     op.execute("DROP TABLE IF EXISTS gs.agreement")

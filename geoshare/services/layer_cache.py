@@ -1,0 +1,147 @@
+"""Published layers' registry rows held in each worker, dropped the moment the database says so.
+
+A tile or feature request needs the layer's row (version, table, attributes, class) before its own
+query; for a cached tile that lookup would be the only database work left. Each worker keeps the
+rows it has read and LISTENs on ``gs_layer``, which a trigger on ``gs.layer`` notifies on every
+insert, update, delete and truncate (migration 0005), so a publish or a reclassification reaches
+every worker within milliseconds of its commit.
+
+Correctness does not depend on timing: while the listener is not connected (start-up, a lost
+connection) nothing is served from the cache; a row read concurrently with a change is kept only
+if no notification arrived while it was being read (a generation counter); and ``sync()`` waits
+until every change committed before it has been applied, for callers that must see their own
+writes (the worker that publishes calls ``invalidate`` directly as well).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+
+import psycopg
+from sqlalchemy import Connection, Engine
+
+from layers.model import LayerInfo
+from layers.registry import TRUSTED, get_layer
+
+log = logging.getLogger("geoshare.layer_cache")
+
+CHANNEL = "gs_layer"
+_SYNC = "sync:"
+
+
+class LayerCache:
+    def __init__(self, engine: Engine, max_entries: int = 10_000) -> None:
+        self._engine = engine
+        self._max = max_entries
+        self._rows: dict[str, LayerInfo] = {}
+        self._generation = 0
+        self._live = False
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._synced: dict[str, threading.Event] = {}
+        self._thread: threading.Thread | None = None
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def get(self, conn: Connection, layer_id: str) -> LayerInfo:
+        """The layer's current row (trusted view); ``NotFound`` as ``registry.get_layer`` raises it."""
+        layer = self._rows.get(layer_id) if self._live else None
+        if layer is not None:
+            return layer
+        generation = self._generation
+        layer = get_layer(conn, layer_id, TRUSTED)
+        with self._lock:
+            if self._live and generation == self._generation:
+                if len(self._rows) >= self._max:
+                    self._rows.clear()
+                self._rows[layer_id] = layer
+        return layer
+
+    def invalidate(self, layer_id: str | None = None) -> None:
+        """Forget one layer (None: all of them)."""
+        with self._lock:
+            self._generation += 1
+            if layer_id is None:
+                self._rows.clear()
+            else:
+                self._rows.pop(layer_id, None)
+
+    @property
+    def live(self) -> bool:
+        return self._live
+
+    # -- listening ---------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._listen_forever, name="layer-cache", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def sync(self, timeout: float = 5.0) -> bool:
+        """Block until every change committed before this call has reached this worker's cache."""
+        if not self._live:
+            return True  # nothing is served from the cache
+        token = uuid.uuid4().hex
+        done = self._synced.setdefault(token, threading.Event())
+        with self._engine.connect() as conn:
+            conn.exec_driver_sql(f"NOTIFY {CHANNEL}, '{_SYNC}{token}'")
+            conn.commit()
+        ok = done.wait(timeout)
+        self._synced.pop(token, None)
+        return ok
+
+    def _dsn(self) -> str:
+        url = self._engine.url.set(drivername="postgresql")
+        return url.render_as_string(hide_password=False)
+
+    def _listen_forever(self) -> None:
+        delay = 0.5
+        while not self._stop.is_set():
+            try:
+                with psycopg.connect(self._dsn(), autocommit=True, connect_timeout=5) as conn:
+                    conn.execute(f"LISTEN {CHANNEL}")
+                    with self._lock:  # changes made while we were not listening are unknown
+                        self._rows.clear()
+                        self._generation += 1
+                        self._live = True
+                    delay = 0.5
+                    while not self._stop.is_set():
+                        for note in conn.notifies(timeout=1.0):
+                            self._apply(note.payload)
+            except Exception as exc:  # noqa: BLE001 - any failure: stop serving from the cache, retry
+                if not self._stop.is_set():
+                    log.warning(
+                        "layer cache listener lost its connection (%s); retrying in %.1fs", exc, delay
+                    )
+            finally:
+                with self._lock:
+                    self._live = False
+                    self._rows.clear()
+                    self._generation += 1
+                for event in list(self._synced.values()):
+                    event.set()  # nothing is cached any more: waiting callers may go on
+            self._stop.wait(delay)
+            delay = min(delay * 2, 10.0)
+
+    def _apply(self, payload: str) -> None:
+        if payload.startswith(_SYNC):
+            event = self._synced.get(payload[len(_SYNC) :])
+            if event is not None:
+                event.set()
+            return
+        self.invalidate(None if payload == "*" else payload)
+
+
+def layer_cache(state: object) -> LayerCache:
+    """The worker's cache, created and started on first use."""
+    cache = getattr(state, "layer_cache", None)
+    if cache is None:
+        cache = LayerCache(state.engine)  # type: ignore[attr-defined]
+        state.layer_cache = cache  # type: ignore[attr-defined]
+        cache.start()
+    return cache
