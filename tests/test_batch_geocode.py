@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import io
+import json
 import threading
 import time
 import uuid
@@ -548,3 +549,44 @@ def test_files_of_old_jobs_are_removed_at_start_up(
     assert gone.status_code == 410 and "removed" in gone.json()["detail"]
     still = api.get(f"/jobs/{job['id']}").json()
     assert still["status"] == "done" and still["counts"] == job["counts"]
+
+
+def test_a_keyed_job_belongs_to_its_department(
+    api: TestClient, address_db: Engine, table: pd.DataFrame
+) -> None:
+    """Status and files of a job filed with a key: its department and platform admins only; anyone
+    else is told the job does not exist, exactly as for an unknown id."""
+    from geoshare.access.store import create_key
+
+    with address_db.begin() as conn:
+        for code in ("JOBA", "JOBB", "JOBIT"):
+            conn.execute(
+                text("INSERT INTO gs.department (code, name) VALUES (:c, :c) ON CONFLICT DO NOTHING"),
+                {"c": code},
+            )
+        keys = {
+            "mine": create_key(conn, "JOBA", "consumer").key,
+            "other": create_key(conn, "JOBB", "consumer").key,
+            "admin": create_key(conn, "JOBIT", "platform_admin").key,
+        }
+    data = _csv(table.head(20), "utf-8")
+    r = api.post(
+        "/jobs/geocode",
+        files={"file": ("a.csv", data, "text/csv")},
+        data={"column": "注册地址"},
+        headers={"X-API-Key": keys["mine"]},
+    )
+    assert r.status_code == 202, r.text
+    job_id = r.json()["id"]
+    body = _wait(api, r.headers["location"] + f"?key={keys['mine']}")
+    assert body["status"] == "done"
+    ghost = "00000000-0000-4000-8000-000000000000"
+    for suffix in ("", "/result", "/unmatched"):
+        for who in (None, "other"):
+            headers = {"X-API-Key": keys[who]} if who else {}
+            denied = api.get(f"/jobs/{job_id}{suffix}", headers=headers)
+            unknown = api.get(f"/jobs/{ghost}{suffix}", headers=headers)
+            assert denied.status_code == unknown.status_code == 404, (suffix, who)
+            assert denied.json() == json.loads(unknown.text.replace(ghost, job_id))
+        for who in ("mine", "admin"):
+            assert api.get(f"/jobs/{job_id}{suffix}", headers={"X-API-Key": keys[who]}).status_code == 200

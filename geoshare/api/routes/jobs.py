@@ -15,12 +15,14 @@ from typing import IO, Any
 from urllib.parse import quote
 
 import orjson
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from geocode.batchcsv import inspect_csv
+from geoshare.access.identity import Principal
+from geoshare.api.auth import principal
 from geoshare.api.deps import base_url
 from geoshare.api.problems import Problem
 from geoshare.jobs import geocode_job, store
@@ -159,9 +161,10 @@ async def accept_csv_upload(request: Request) -> Response:
     jobs = geocode_job.runner(request.app.state)
     if jobs.running() >= geocode_job.MAX_RUNNING:
         raise Problem(503, "this worker is busy with other geocoding jobs; retry shortly", retry_after=30)
+    who = await principal(request)
     src, filename, options = await _read_upload(request)
     try:
-        params = _params(options, filename)
+        params = {**_params(options, filename), "owner": who.department}
         job = await run_in_threadpool(_store, request, src, params)
     finally:
         src.close()
@@ -187,22 +190,29 @@ def _job_id(value: str) -> str:
     return job_id
 
 
+def _may_read(job: store.Job, who: Principal) -> bool:
+    """A job filed with a key is its department's (and platform admins'); an anonymous job is
+    reachable by whoever holds its id, a random UUID nobody can guess."""
+    owner = job.params.get("owner")
+    return owner is None or who.is_platform_admin or who.is_member_of(owner)
+
+
 @router.get("/jobs/{job_id}", summary="A job's status, progress and counts")
-def job_status(request: Request, job_id: str) -> Response:
+def job_status(request: Request, job_id: str, who: Principal = Depends(principal)) -> Response:
     canonical = _job_id(job_id)
     with request.app.state.engine.connect() as conn:
         job = store.get(conn, canonical)
-    if job is None:
+    if job is None or not _may_read(job, who):
         raise NotFound(f"no job {job_id!r}", field="id")
     return _json(job.as_json(base_url(request)))
 
 
-def _file(request: Request, job_id: str, role: str) -> Response:
+def _file(request: Request, job_id: str, role: str, who: Principal) -> Response:
     canonical = _job_id(job_id)
     engine = request.app.state.engine
     with engine.connect() as conn:
         head = store.file_head(conn, canonical, role)
-    if head is None:
+    if head is None or not _may_read(head.job, who):
         raise NotFound(f"no job {job_id!r}", field="id")
     if head.job.status == "done" and head.first is None:
         raise Problem(
@@ -227,10 +237,10 @@ def _file(request: Request, job_id: str, role: str) -> Response:
 
 
 @router.get("/jobs/{job_id}/result", summary="The geocoded CSV: input columns plus gs_* match columns")
-def job_result(request: Request, job_id: str) -> Response:
-    return _file(request, job_id, "result")
+def job_result(request: Request, job_id: str, who: Principal = Depends(principal)) -> Response:
+    return _file(request, job_id, "result", who)
 
 
 @router.get("/jobs/{job_id}/unmatched", summary="Only the rows that were not matched with confidence")
-def job_unmatched(request: Request, job_id: str) -> Response:
-    return _file(request, job_id, "unmatched")
+def job_unmatched(request: Request, job_id: str, who: Principal = Depends(principal)) -> Response:
+    return _file(request, job_id, "unmatched", who)
