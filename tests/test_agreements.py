@@ -7,6 +7,7 @@ SCJ owns a restricted layer ``rst`` (编号, 名称, 身份证号, 资本) and a
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from datetime import date, timedelta
 from typing import Any
@@ -226,3 +227,54 @@ def test_filing_reveals_nothing_and_approval_checks_names(
         assert 400 <= r.status_code < 500 and r.json()["field"] == field, (overrides, r.text)
     with db.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM gs.agreement")).scalar_one() == before
+
+
+def test_cli_files_approves_and_revokes(
+    client: TestClient, world: dict[str, dict[str, str]], database_url: str
+) -> None:
+    import typer
+    from typer.testing import CliRunner
+
+    from geoshare.cli.agreement import app as agreement_app
+    from geoshare.db.engine import get_engine
+    from geoshare.settings import get_settings
+
+    get_settings.cache_clear()
+    get_engine.cache_clear()
+    cli = typer.Typer()
+    cli.add_typer(agreement_app, name="agreement")
+    run = CliRunner().invoke
+    try:
+        ends = (TODAY + timedelta(days=30)).isoformat()
+        filed = run(
+            cli,
+            [
+                "agreement",
+                "file",
+                "--consumer",
+                CONSUMER,
+                "--provider",
+                PROVIDER,
+                "--layer",
+                "rst=编号,名称",
+                "--purpose",
+                "纸质协议补录",
+                "--ends",
+                ends,
+            ],
+        )
+        assert filed.exit_code == 0, filed.output
+        agreement_id = re.match(r"#(\d+)", filed.output).group(1)  # type: ignore[union-attr]
+        assert "requested" in filed.output
+        reader = world["consumer_reader"]
+        assert client.get("/collections/rst/items", headers=reader).status_code == 404
+        assert run(cli, ["agreement", "approve", agreement_id]).exit_code == 0
+        assert client.get("/collections/rst/items", headers=reader).status_code == 200
+        listed = run(cli, ["agreement", "list", "--status", "approved"])
+        assert re.search(rf"#{agreement_id}\s+approved", listed.output)
+        assert run(cli, ["agreement", "revoke", agreement_id]).exit_code == 0
+        assert client.get("/collections/rst/items", headers=reader).status_code == 404
+        again = run(cli, ["agreement", "approve", agreement_id])
+        assert again.exit_code != 0 and "already revoked" in again.output
+    finally:
+        get_engine().dispose()
