@@ -317,3 +317,17 @@ def test_writes_need_the_owners_publisher(app_client: TestClient, world: dict[st
     assert app_client.delete("/layers/stops", headers={"X-API-Key": owner}).status_code == 204
     assert app_client.get("/collections/stops").status_code == 404
     assert app_client.get("/collections/rst", headers={"X-API-Key": world["owner"]}).status_code == 200
+
+
+def test_base_layers_are_for_platform_admins_only(app_client: TestClient, world: dict[str, Any]) -> None:
+    """The base map is the IT office's: a department's publisher can neither publish nor replace nor
+    delete a base layer, even under its own department code."""
+    r = _publish(app_client, world["owner_publisher"], id="basestops", kind="base")
+    assert r.status_code == 403 and r.json()["field"] == "metadata.kind"
+    r = _publish(app_client, world["admin"], id="basestops", kind="base")
+    assert r.status_code == 201, r.text
+    r = _publish(app_client, world["owner_publisher"], id="basestops")  # "thematic" over a base layer
+    assert r.status_code == 403 and r.json()["field"] == "metadata.id"
+    r = app_client.delete("/layers/basestops", headers={"X-API-Key": world["owner_publisher"]})
+    assert r.status_code == 403 and "base layer" in r.json()["detail"]
+    assert app_client.delete("/layers/basestops", headers={"X-API-Key": world["admin"]}).status_code == 204

@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
 from fastapi.responses import JSONResponse, Response
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine, text
 from starlette.concurrency import run_in_threadpool
 
 from geocode.model import CONFIDENT
@@ -113,8 +113,17 @@ def _links(base: str, layer_id: str) -> list[dict[str, str]]:
     ]
 
 
-def _check_publish(engine: Engine, who: Principal, layer_id: str, department: str) -> None:
-    """403 unless ``who`` may publish for ``department`` and for the id's current owner, if any."""
+def _base_layer(conn: Connection, layer_id: str) -> bool:
+    return bool(
+        conn.execute(text("SELECT kind = 'base' FROM gs.layer WHERE id = :id"), {"id": layer_id}).scalar()
+    )
+
+
+def _check_publish(engine: Engine, who: Principal, layer_id: str, department: str, kind: str) -> None:
+    """403 unless ``who`` may publish for ``department`` and for the id's current owner, if any;
+    base layers (the IT office's base map) only by platform admins."""
+    if kind == "base" and not who.is_platform_admin:
+        raise Forbidden("only platform administrators publish base layers", field="metadata.kind")
     if not who.can_publish_for(department):
         raise Forbidden(
             f"only publishers of department {department!r} or platform administrators may publish its layers",
@@ -124,18 +133,27 @@ def _check_publish(engine: Engine, who: Principal, layer_id: str, department: st
         owner = layer_owner(conn, layer_id)
     if owner is not None and not who.can_publish_for(owner):
         raise Forbidden(f"layer id {layer_id!r} belongs to another department", field="metadata.id")
+    if owner is not None and not who.is_platform_admin:
+        with engine.connect() as conn:
+            if _base_layer(conn, layer_id):
+                raise Forbidden(
+                    f"layer {layer_id!r} is a base layer: platform administrators only", field="metadata.id"
+                )
 
 
 def _check_delete(engine: Engine, who: Principal, layer_id: str) -> None:
     """404 (as for an unknown id) when ``who`` cannot read the layer, 403 when it can but may not delete."""
     with engine.connect() as conn:
         owner = layer_owner(conn, layer_id)
-        if owner is None or who.can_publish_for(owner):
+        base = owner is not None and _base_layer(conn, layer_id)
+        if owner is None or (who.can_publish_for(owner) and (who.is_platform_admin or not base)):
             return  # unknown ids get the engine's own 404
         try:
             get_layer(conn, layer_id, policy.visibility(who))
         except NotFound:
             raise NotFound(f"layer {layer_id!r} does not exist", field="id") from None
+    if base:
+        raise Forbidden(f"layer {layer_id!r} is a base layer: platform administrators only", field="id")
     raise Forbidden(
         f"only publishers of department {owner!r} or platform administrators may delete this layer",
         field="id",
@@ -169,7 +187,9 @@ async def publish_layer(
     who: Principal = Depends(require_authenticated),
 ) -> Response:
     layer_id, meta, options = parse_metadata(metadata)
-    await run_in_threadpool(_check_publish, request.app.state.engine, who, layer_id, meta.department)
+    await run_in_threadpool(
+        _check_publish, request.app.state.engine, who, layer_id, meta.department, meta.kind
+    )
     given = {
         "encoding": encoding,
         "source_crs": source_crs,
