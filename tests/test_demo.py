@@ -213,6 +213,29 @@ def test_full_load_publishes_layers_and_marks_it(db: Engine) -> None:
     assert len(report["unmatched_rows"]) == report["unmatched"] > 0
     assert all(r["line"] >= 2 and r["address"] for r in report["unmatched_rows"])
     assert "geocoded" in note
+
+    # the demo agreement: scjgj reads yjglj's hazard sources, listed fields only, inside 大兴区 only
+    from geoshare.access import policy
+    from geoshare.access.identity import authenticate
+    from geoshare.access.store import create_key
+    from geoshare.demo.load import DEMO_AGREEMENT
+    from layers.query import ItemsQuery, fetch_page
+    from layers.registry import get_layer
+
+    with db.begin() as conn:
+        who = authenticate(conn, create_key(conn, "scjgj", "consumer").key)
+        layer = get_layer(conn, "hazard_sources", policy.visibility(who))
+        hidden, area = policy.hidden_fields(who, layer), policy.area(who, layer)
+        page = fetch_page(conn, layer, ItemsQuery(limit=10_000), hidden, area)
+        inside = conn.execute(
+            text(
+                f"SELECT count(*) FROM {layer.qualified_table} t JOIN addr.division d ON d.code = :c"
+                " WHERE ST_Intersects(t.geom, d.geom)"
+            ),
+            {"c": DEMO_AGREEMENT["area_code"]},
+        ).scalar_one()
+    assert {a.name for a in layer.attributes} - hidden == set(DEMO_AGREEMENT["fields"])
+    assert area is not None and 0 < page.number_returned == inside < layer.feature_count
     assert near > 0.99  # each entity sits on the address the geocoder reported for it
 
 

@@ -91,9 +91,46 @@ def _publish_geocoded(conn: Connection, layer_id: str, frame: Any, address_colum
     publish_into(conn, layer_id, layer, LAYERS[layer_id], report, "demo", "demo generator (geocoded)")
 
 
+DEMO_AGREEMENT = {
+    "consumer": "scjgj",
+    "provider": "yjglj",
+    "layer": "hazard_sources",
+    "fields": ["编号", "名称", "危险化学品", "等级", "地址"],
+    "purpose": "市场监管网格巡查：危险化学品经营企业核查",
+    "area_code": "110115",  # 大兴区
+    "update_frequency": "monthly",
+}
+"""The demo's one sharing agreement: market supervision reads the emergency office's restricted
+hazard sources, five fields, in one district, for a year."""
+
+
+def _file_demo_agreement(conn: Connection) -> None:
+    from datetime import date, timedelta
+
+    from geoshare.access import agreements
+    from geoshare.access.identity import Principal
+
+    it_office = Principal(department=None, role="platform_admin", key_prefix=None)
+    a = DEMO_AGREEMENT
+    filed = agreements.file(
+        conn,
+        it_office,
+        consumer=a["consumer"],
+        provider=a["provider"],
+        layers=[agreements.LayerGrant(a["layer"], a["fields"])],
+        purpose=a["purpose"],
+        starts_on=date.today(),
+        ends_on=date.today() + timedelta(days=365),
+        update_frequency=a["update_frequency"],
+        area_code=a["area_code"],
+    )
+    agreements.decide(conn, it_office, filed.id, approve=True, note="demo")
+
+
 def step_names(publish: bool = True) -> list[str]:
     layers = [f"layer {k}" for k in LAYERS] if publish else []
-    return ["generate city", "departments", "address database", *layers, "commit"]
+    extra = ["agreements"] if publish else []
+    return ["generate city", "departments", "address database", *layers, *extra, "commit"]
 
 
 def load_demo(
@@ -130,6 +167,8 @@ def load_demo(
                             actor="demo",
                             source_name="demo generator",
                         )
+                with steps.step("agreements"):
+                    _file_demo_agreement(conn)
             _write_marker(conn, scale, seed, steps.timings)
             with steps.step("commit"):
                 transaction.commit()
