@@ -244,10 +244,12 @@ def publish_file(
     source_crs: str | None = None,
     lon_column: str | None = None,
     lat_column: str | None = None,
+    source_layer: str | None = None,
+    where: str | None = None,
     actor: str | None = None,
     source_name: str | None = None,
 ) -> PublishResult:
-    """Read ``path`` (GeoJSON, zipped Shapefile, GeoPackage, CSV) and publish it."""
+    """Read ``path`` (GeoJSON, zipped Shapefile, GeoPackage, CSV, any OGR source) and publish it."""
     check_layer_id(layer_id)
     check_metadata(conn, metadata)
     source = read_source(
@@ -257,6 +259,8 @@ def publish_file(
         lon_column=lon_column,
         lat_column=lat_column,
         label=source_name,
+        source_layer=source_layer,
+        where=where,
     )
     return _publish(
         conn,

@@ -72,6 +72,11 @@ def publish(
     source_crs: str | None = typer.Option(None, help="e.g. EPSG:4490 when the file has no .prj"),
     lon_column: str | None = typer.Option(None, help="CSV longitude column"),
     lat_column: str | None = typer.Option(None, help="CSV latitude column"),
+    source_layer: str | None = typer.Option(
+        None, help="layer of a multi-layer source, e.g. lines of an OpenStreetMap .pbf"
+    ),
+    where: str | None = typer.Option(None, help='OGR SQL attribute filter, e.g. "highway IS NOT NULL"'),
+    kind: str = typer.Option("thematic", help="thematic | base (base map layers: the IT office's)"),
     update_frequency: str | None = typer.Option(None),
     source: str | None = typer.Option(None),
     licence: str | None = typer.Option(None),
@@ -103,6 +108,7 @@ def publish(
         licence=licence,
         key_field=key_field,
         time_field=time_field,
+        kind=kind,  # type: ignore[arg-type]
     )
     if address_column:
         result, report = _run(
@@ -127,7 +133,8 @@ def publish(
         f"publishing {file.name} as {layer_id} …",
         lambda: publishing.publish(
             get_engine(), get_settings(), layer_id, file, metadata, encoding=encoding, source_crs=source_crs,
-            lon_column=lon_column, lat_column=lat_column, actor=actor, source_name=file.name,
+            lon_column=lon_column, lat_column=lat_column, source_layer=source_layer, where=where,
+            actor=actor, source_name=file.name,
         ),
     )  # fmt: skip
     console.print(

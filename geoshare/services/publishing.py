@@ -34,6 +34,8 @@ def publish(
     source_crs: str | None = None,
     lon_column: str | None = None,
     lat_column: str | None = None,
+    source_layer: str | None = None,
+    where: str | None = None,
     actor: str | None = None,
     source_name: str | None = None,
 ) -> PublishResult:
@@ -47,6 +49,8 @@ def publish(
             source_crs=source_crs,
             lon_column=lon_column,
             lat_column=lat_column,
+            source_layer=source_layer,
+            where=where,
             actor=actor,
             source_name=source_name,
         )

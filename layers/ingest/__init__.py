@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import geopandas as gpd
+import numpy as np
+import shapely
 
 from layers.errors import InvalidInput
 from layers.ingest.archive import ZipMember, open_archive
@@ -65,8 +67,11 @@ def read_source(
     lon_column: str | None = None,
     lat_column: str | None = None,
     label: str | None = None,
+    source_layer: str | None = None,
+    where: str | None = None,
 ) -> SourceData:
-    """Read ``path``; ``source_crs`` overrides or supplies the CRS, ``encoding`` overrides detection."""
+    """Read ``path``; ``source_crs`` overrides or supplies the CRS, ``encoding`` overrides detection;
+    ``source_layer`` and ``where`` pick a layer of a multi-layer source and filter its features."""
     label = label or path.name
     forced = codec_name(encoding) if encoding else None
     override = parse_crs(source_crs) if source_crs else None
@@ -79,7 +84,7 @@ def read_source(
             frame, extra = _shapefile(member, label, forced)
             report.update(extra, format="shapefile")
         else:
-            frame = read_vector(member.vsi_path, label, encoding=forced)
+            frame = read_vector(member.vsi_path, label, encoding=forced, layer=source_layer, where=where)
     elif kind == "shapefile":
         frame, extra = _shapefile(path, label, forced)
         report.update(extra)
@@ -91,7 +96,19 @@ def read_source(
         if override is None:
             frame = frame.set_crs(4326)
     else:
-        frame = read_vector(str(path), label, encoding=forced)
+        frame = read_vector(str(path), label, encoding=forced, layer=source_layer, where=where)
+    if kind == "osm":
+        # an extract cuts ways and relations at its edge; GDAL cannot build those, and they are
+        # an artefact of the cut rather than a publisher's mistake: leave them out and say how many
+        geoms = frame.geometry.to_numpy()
+        broken = shapely.is_missing(geoms) | shapely.is_empty(geoms)
+        invalid = ~broken & ~shapely.is_valid(geoms)
+        if invalid.any():  # rings or lines with their far nodes cut away collapse to nothing
+            repaired = shapely.make_valid(geoms[invalid], method="structure", keep_collapsed=False)
+            broken[np.flatnonzero(invalid)[shapely.is_empty(repaired) | shapely.is_missing(repaired)]] = True
+        if broken.any():
+            frame = frame.loc[~broken].reset_index(drop=True)
+            report["dropped_incomplete"] = int(broken.sum())
     if override is not None:
         frame = frame.set_crs(override, allow_override=True)
     if frame.crs is None:

@@ -7,7 +7,7 @@ from typing import Literal
 
 from layers.errors import InvalidInput
 
-Format = Literal["zip", "gpkg", "geojson", "shapefile", "csv"]
+Format = Literal["zip", "gpkg", "geojson", "shapefile", "csv", "osm"]
 
 
 def sniff(path: Path) -> Format:
@@ -25,6 +25,8 @@ def sniff(path: Path) -> Format:
         return "gpkg"
     if head.startswith(b"\x00\x00\x27\x0a") or suffix == ".shp":
         return "shapefile"
+    if b"OSMHeader" in head or suffix in (".pbf", ".osm"):
+        return "osm"  # OpenStreetMap PBF/XML: GDAL's OSM driver, one layer per geometry kind
     text = head.lstrip(b"\xef\xbb\xbf \t\r\n")
     if text[:1] in (b"{", b"[") or suffix in (".geojson", ".json"):
         return "geojson"

@@ -40,7 +40,7 @@ _TEXT_FIELDS = (
     "title", "department", "description", "contact", "theme", "update_frequency", "source", "licence",
     "key_field", "time_field", "kind",
 )  # fmt: skip
-_OPTIONS = ("encoding", "source_crs", "lon_column", "lat_column")
+_OPTIONS = ("encoding", "source_crs", "lon_column", "lat_column", "source_layer", "where")
 _KNOWN = {"id", "class", "sharing_class", "keywords", "restricted_fields", *_TEXT_FIELDS, *_OPTIONS}
 
 
@@ -180,6 +180,8 @@ async def publish_layer(
     source_crs: str | None = Form(None),
     lon_column: str | None = Form(None),
     lat_column: str | None = Form(None),
+    source_layer: str | None = Form(None, description="layer of a multi-layer source (e.g. OSM lines)"),
+    where: str | None = Form(None, description="OGR SQL attribute filter, e.g. highway IS NOT NULL"),
     address_column: str | None = Form(
         None, description="CSV of records without coordinates: geocode this column and publish the matches"
     ),
@@ -195,6 +197,8 @@ async def publish_layer(
         "source_crs": source_crs,
         "lon_column": lon_column,
         "lat_column": lat_column,
+        "source_layer": source_layer,
+        "where": where,
     }
     options.update({k: v for k, v in given.items() if v})
     settings = request.app.state.settings
