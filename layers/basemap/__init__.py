@@ -1,0 +1,1 @@
+"""The base map: several published base layers served as one multi-layer vector tile source."""
