@@ -28,6 +28,8 @@ class Settings:
     upload_max_bytes: int = 2 * 1024**3
     versions_kept: int = 3
     public_url: str | None = None  # base URL for links when behind a proxy
+    tile_cache_bytes: int = 256 * 1024**2  # per worker; 0 turns the tile cache off
+    tile_feature_limit: int = 10_000  # features per layer per tile
     extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -40,6 +42,8 @@ class Settings:
             upload_max_bytes=_int("GEOSHARE_UPLOAD_MAX_BYTES", 2 * 1024**3),
             versions_kept=_int("GEOSHARE_VERSIONS_KEPT", 3),
             public_url=os.environ.get("GEOSHARE_PUBLIC_URL") or None,
+            tile_cache_bytes=_int("GEOSHARE_TILE_CACHE_BYTES", 256 * 1024**2),
+            tile_feature_limit=_int("GEOSHARE_TILE_FEATURE_LIMIT", 10_000),
         )
 
 

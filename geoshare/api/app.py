@@ -23,6 +23,7 @@ from geoshare.api.routes import (
     layers,
     ogc,
     reverse,
+    tiles,
 )
 from geoshare.db.engine import make_engine
 from geoshare.jobs import geocode_job
@@ -62,6 +63,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for module in (
         health,
         ogc,
+        tiles,
         catalog,
         layers,
         export,

@@ -32,6 +32,14 @@ CONFORMANCE = [
     f"{_OGC}/cql2/1.0/conf/basic-spatial-functions-plus",
     f"{_OGC}/cql2/1.0/conf/spatial-functions",
     f"{_OGC}/cql2/1.0/conf/arithmetic",
+    *(
+        f"{_OGC}/ogcapi-tiles-1/1.0/conf/{c}"
+        for c in ("core", "tileset", "tilesets-list", "geodata-tilesets", "mvt", "oas30")
+    ),
+    *(
+        f"{_OGC}/tms/2.0/conf/{c}"
+        for c in ("tilematrixset", "json-tilematrixset", "tilesetmetadata", "json-tilesetmetadata")
+    ),
 ]
 
 _GEOMETRY_FORMATS = {
@@ -62,6 +70,12 @@ def landing(base: str, title: str, description: str) -> dict[str, Any]:
             link(f"{base}/conformance", "conformance", JSON, "OGC conformance classes"),
             link(f"{base}/collections", "data", JSON, "the published layers"),
             link(f"{base}/catalog", "search", JSON, "search layers by keyword, department, theme"),
+            link(
+                f"{base}/tileMatrixSets",
+                "http://www.opengis.net/def/rel/ogc/1.0/tiling-schemes",
+                JSON,
+                "tile matrix sets",
+            ),
         ],
     }
 
@@ -96,6 +110,12 @@ def collection(base: str, layer: LayerInfo) -> dict[str, Any]:
                 "http://www.opengis.net/def/rel/ogc/1.0/queryables",
                 SCHEMA_JSON,
                 "queryable properties",
+            ),
+            link(
+                f"{href}/tiles",
+                "http://www.opengis.net/def/rel/ogc/1.0/tilesets-vector",
+                JSON,
+                "vector tilesets",
             ),
         ],
         "geoshare:metadata": {

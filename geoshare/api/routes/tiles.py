@@ -1,0 +1,394 @@
+"""OGC API – Tiles (vector tiles, MVT) of every published layer, with TileJSON 3.0.0 for web maps.
+
+A tile is one SQL statement on a miss and no database work on a hit: the layer lookup comes from the
+worker's layer cache and the body from the tile cache. Tile URLs that carry ``v=<current version>``
+are immutable (a new version changes the URL clients build from the tileset documents); other tile
+URLs must be revalidated, and the strong ``ETag`` makes that a 304.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote, urlencode
+
+import orjson
+from fastapi import APIRouter, Depends, Request
+from morecantile import TileMatrixSet
+from sqlalchemy import Connection
+from starlette.datastructures import QueryParams
+from starlette.responses import Response
+
+from geoshare.access import policy
+from geoshare.access.identity import Principal
+from geoshare.api import ogc_docs
+from geoshare.api.auth import KEY_HEADER, KEY_PARAM, principal
+from geoshare.api.deps import base_url, get_conn
+from geoshare.api.ogc_params import parse_datetime, parse_names, single
+from geoshare.api.routes.ogc import readable
+from geoshare.services.layer_cache import layer_cache
+from layers.crs import CRS84, resolve_crs
+from layers.errors import BadParameter
+from layers.model import LayerInfo
+from layers.tiles.cache import DEFAULT_BUDGET, TileCache, TileKey
+from layers.tiles.matrixsets import TMS_IDS, check_tile, get_tms, parse_index, tile_limits
+from layers.tiles.mvt import DEFAULT_FEATURE_LIMIT, TileRequest, fetch_tile
+
+router = APIRouter(tags=["OGC API – Tiles"])
+
+MVT = "application/vnd.mapbox-vector-tile"
+TILEJSON_VERSION = "3.0.0"
+REL_TILING_SCHEME = "http://www.opengis.net/def/rel/ogc/1.0/tiling-scheme"
+IMMUTABLE_SECONDS = 31_536_000
+#: parameters that shape a tile; the tileset documents pass them on into their tile URL templates
+SHAPING_PARAMS = ("properties", "filter", "filter-lang", "filter-crs", "datetime")
+TILE_PARAMS = frozenset({*SHAPING_PARAMS, "v", "f", KEY_PARAM})
+TILESET_PARAMS = frozenset({*SHAPING_PARAMS, "f", KEY_PARAM})
+_ATTR_JSON_TYPES = {
+    "string": "string",
+    "integer": "integer",
+    "number": "number",
+    "boolean": "boolean",
+    "date": "string",
+    "datetime": "string",
+}
+_DIMENSIONS = {
+    "point": 0,
+    "multipoint": 0,
+    "linestring": 1,
+    "multilinestring": 1,
+    "polygon": 2,
+    "multipolygon": 2,
+}
+
+
+@dataclass(frozen=True)
+class TileSource:
+    """A layer as one reader may tile it."""
+
+    layer: LayerInfo  # redacted of the hidden fields
+    hidden: frozenset[str]
+    area: bytes | None  # WKB, EPSG:4326: rows outside are not the reader's
+    shareable: bool  # the same bytes go to everyone: shared caches may keep them
+
+
+def tile_source(conn: Connection, collection_id: str, who: Principal, request: Request) -> TileSource:
+    """Which layer and version is current and what ``who`` may read of it: the one lookup every tile
+    path makes (404 for a layer ``who`` may not see), from the worker's layer cache."""
+    layer, hidden = readable(conn, collection_id, who, layer_cache(request.app.state))
+    shareable = layer.sharing_class == "public" and who.is_anonymous
+    return TileSource(layer, hidden, policy.area(who, layer), shareable)
+
+
+def tile_cache(state: Any) -> TileCache:
+    """The worker's tile cache, created on first use with the configured budget."""
+    cache = getattr(state, "tile_cache", None)
+    if cache is None:
+        budget = getattr(state.settings, "tile_cache_bytes", DEFAULT_BUDGET)
+        cache = TileCache(budget)
+        state.tile_cache = cache
+    return cache
+
+
+def _json(doc: object, media_type: str = ogc_docs.JSON) -> Response:
+    return Response(orjson.dumps(doc), media_type=media_type)
+
+
+def _check_params(params: QueryParams, allowed: frozenset[str]) -> None:
+    for key in params:
+        if key not in allowed:
+            raise BadParameter(f"unknown parameter {key!r}", field=key)
+
+
+def _format(params: QueryParams, accepted: tuple[str, ...]) -> str:
+    f = (single(params, "f") or accepted[0]).lower()
+    if f not in accepted:
+        raise BadParameter(f"unsupported format f={f!r}; use one of {', '.join(accepted)}", field="f")
+    return f
+
+
+def _properties(params: QueryParams, layer: LayerInfo) -> tuple[str, ...] | None:
+    names = parse_names(single(params, "properties"), "properties")
+    if names is None:
+        return None
+    for name in names:
+        if layer.attribute(name) is None:
+            raise BadParameter(
+                f"unknown property {name!r} in properties; see /queryables", field="properties"
+            )
+    return tuple(dict.fromkeys(names))
+
+
+def _tile_request(
+    params: QueryParams, layer: LayerInfo, tms_id: str, z: int, row: int, col: int
+) -> TileRequest:
+    filter_crs = single(params, "filter-crs")
+    return TileRequest(
+        tms_id,
+        z,
+        col,
+        row,
+        properties=_properties(params, layer),
+        filter=single(params, "filter"),
+        filter_lang=single(params, "filter-lang"),
+        filter_crs=resolve_crs(filter_crs, "filter-crs"),
+        interval=parse_datetime(single(params, "datetime")),
+    )
+
+
+def _version_param(params: QueryParams) -> int | None:
+    raw = single(params, "v")
+    if raw is None:
+        return None
+    try:
+        return int(raw)
+    except ValueError:
+        raise BadParameter(f"v must be a layer version number, got {raw!r}", field="v") from None
+
+
+def _etag_matches(header: str | None, etag: str) -> bool:
+    if not header:
+        return False
+    candidates = {t.strip().removeprefix("W/") for t in header.split(",")}
+    return "*" in candidates or etag in candidates
+
+
+@router.get(
+    "/collections/{collection_id}/tiles/{tms_id}/{tile_matrix}/{tile_row}/{tile_col}",
+    summary="A vector tile (MVT)",
+    description="Parameters: properties, filter, filter-lang, filter-crs, datetime as for /items; v (the "
+    "layer version the tile URL was built for: a current v makes the response immutable).",
+    response_class=Response,
+    responses={200: {"content": {MVT: {}}}},
+)
+def tile(
+    collection_id: str,
+    tms_id: str,
+    tile_matrix: str,
+    tile_row: str,
+    tile_col: str,
+    request: Request,
+    who: Principal = Depends(principal),
+    conn: Connection = Depends(get_conn),
+) -> Response:
+    params = request.query_params
+    _check_params(params, TILE_PARAMS)
+    _format(params, ("mvt", MVT))
+    tms = get_tms(tms_id)
+    z, row, col = (
+        parse_index(tile_matrix, "tileMatrix"),
+        parse_index(tile_row, "tileRow"),
+        parse_index(tile_col, "tileCol"),
+    )
+    check_tile(tms, z, row, col)
+    version = _version_param(params)
+    source = tile_source(conn, collection_id, who, request)
+    req = _tile_request(params, source.layer, tms_id, z, row, col)
+    key = TileKey.of(source.layer, req, source.hidden, source.area)
+    etag = key.etag()
+    if version is not None and version == source.layer.current_version:
+        scope = "public" if source.shareable else "private"
+        cache_control = f"{scope}, max-age={IMMUTABLE_SECONDS}, immutable"
+    else:
+        cache_control = "no-cache" if source.shareable else "private, no-cache"
+    headers = {"ETag": etag, "Cache-Control": cache_control, "Vary": KEY_HEADER}
+    if _etag_matches(request.headers.get("if-none-match"), etag):
+        return Response(status_code=304, headers=headers)
+    cache = tile_cache(request.app.state)
+    data = cache.get(key)
+    if data is None:
+        limit = getattr(request.app.state.settings, "tile_feature_limit", DEFAULT_FEATURE_LIMIT)
+        data = fetch_tile(conn, source.layer, req, source.hidden, source.area, limit)
+        cache.put(key, data)
+    return Response(data, media_type=MVT, headers=headers)
+
+
+# --- tile matrix sets -------------------------------------------------------------------------
+
+
+def _tms_ref(base: str, tms: TileMatrixSet) -> dict[str, Any]:
+    ref: dict[str, Any] = {"id": tms.id, "title": tms.title or tms.id}
+    if tms.uri:
+        ref["uri"] = tms.uri
+    ref["crs"] = str(tms.crs.root)
+    ref["links"] = [ogc_docs.link(f"{base}/tileMatrixSets/{tms.id}", "self", ogc_docs.JSON, tms.title)]
+    return ref
+
+
+@router.get("/tileMatrixSets", summary="Tile matrix sets tiles are offered in")
+def tile_matrix_sets(request: Request, base: str = Depends(base_url)) -> Response:
+    _check_params(request.query_params, frozenset({"f", KEY_PARAM}))
+    _format(request.query_params, ("json", ogc_docs.JSON))
+    return _json({"tileMatrixSets": [_tms_ref(base, get_tms(i)) for i in TMS_IDS]})
+
+
+@router.get("/tileMatrixSets/{tms_id}", summary="A tile matrix set (OGC TMS 2.0 JSON)")
+def tile_matrix_set(tms_id: str, request: Request) -> Response:
+    _check_params(request.query_params, frozenset({"f", KEY_PARAM}))
+    _format(request.query_params, ("json", ogc_docs.JSON))
+    return _json(get_tms(tms_id).model_dump(mode="json", exclude_none=True))
+
+
+# --- tilesets ----------------------------------------------------------------------------------
+
+
+def _shaping_query(params: QueryParams) -> list[tuple[str, str]]:
+    """The tile-shaping parameters (and a ``key`` sent as a parameter) to carry into tile URLs."""
+    return [(k, v) for k, v in params.multi_items() if k in SHAPING_PARAMS or k == KEY_PARAM]
+
+
+def _tile_template(
+    base: str, layer: LayerInfo, tms_id: str, xyz: tuple[str, str, str], params: QueryParams
+) -> str:
+    z, y, x = xyz
+    path = f"{base}/collections/{quote(layer.id)}/tiles/{tms_id}/{z}/{y}/{x}"
+    query = urlencode([("v", str(layer.current_version)), *_shaping_query(params)])
+    return f"{path}?{query}"
+
+
+def _chosen_attributes(layer: LayerInfo, params: QueryParams) -> list[Any]:
+    names = _properties(params, layer)
+    return layer.attributes if names is None else [layer.attribute(n) for n in names]
+
+
+def _tileset_summary(base: str, layer: LayerInfo, tms: TileMatrixSet) -> dict[str, Any]:
+    href = f"{base}/collections/{quote(layer.id)}/tiles/{tms.id}"
+    doc: dict[str, Any] = {
+        "title": f"{layer.title} ({tms.id})",
+        "dataType": "vector",
+        "crs": str(tms.crs.root),
+    }
+    if tms.uri:
+        doc["tileMatrixSetURI"] = tms.uri
+    doc["links"] = [
+        ogc_docs.link(href, "self", ogc_docs.JSON, "tileset metadata"),
+        ogc_docs.link(f"{base}/tileMatrixSets/{tms.id}", REL_TILING_SCHEME, ogc_docs.JSON, tms.title),
+    ]
+    return doc
+
+
+@router.get("/collections/{collection_id}/tiles", summary="The layer's vector tilesets")
+def tilesets(
+    collection_id: str,
+    request: Request,
+    who: Principal = Depends(principal),
+    conn: Connection = Depends(get_conn),
+    base: str = Depends(base_url),
+) -> Response:
+    _check_params(request.query_params, frozenset({"f", KEY_PARAM}))
+    _format(request.query_params, ("json", ogc_docs.JSON))
+    layer = tile_source(conn, collection_id, who, request).layer
+    href = f"{base}/collections/{quote(layer.id)}"
+    return _json(
+        {
+            "links": [
+                ogc_docs.link(f"{href}/tiles", "self", ogc_docs.JSON, "vector tilesets"),
+                ogc_docs.link(href, "collection", ogc_docs.JSON, layer.title),
+            ],
+            "tilesets": [_tileset_summary(base, layer, get_tms(i)) for i in TMS_IDS],
+        }
+    )
+
+
+def _tileset_doc(base: str, layer: LayerInfo, tms: TileMatrixSet, params: QueryParams) -> dict[str, Any]:
+    attrs = _chosen_attributes(layer, params)
+    doc = _tileset_summary(base, layer, tms)
+    template = _tile_template(base, layer, tms.id, ("{tileMatrix}", "{tileRow}", "{tileCol}"), params)
+    doc["links"].append({**ogc_docs.link(template, "item", MVT, "vector tiles (MVT)"), "templated": True})
+    doc["links"].append(
+        ogc_docs.link(
+            f"{base}/collections/{quote(layer.id)}",
+            "http://www.opengis.net/def/rel/ogc/1.0/geodata",
+            ogc_docs.JSON,
+            layer.title,
+        )
+    )
+    doc["layers"] = [
+        {
+            "id": layer.id,
+            "title": layer.title,
+            "description": layer.description,
+            "dataType": "vector",
+            "geometryDimension": _DIMENSIONS.get((layer.geometry_type or "").lower()),  # None: mixed
+            "minTileMatrix": str(tms.minzoom),
+            "maxTileMatrix": str(tms.maxzoom),
+            "propertiesSchema": {
+                "type": "object",
+                "properties": {a.name: {"type": _ATTR_JSON_TYPES[a.type]} for a in attrs},
+            },
+        }
+    ]
+    doc["layers"] = [{k: v for k, v in entry.items() if v is not None} for entry in doc["layers"]]
+    if layer.extent:
+        doc["boundingBox"] = {
+            "lowerLeft": list(layer.extent[:2]),
+            "upperRight": list(layer.extent[2:4]),
+            "crs": CRS84,
+        }
+        doc["tileMatrixSetLimits"] = tile_limits(tms, layer.extent)
+    return doc
+
+
+def _tilejson(base: str, layer: LayerInfo, tms: TileMatrixSet, params: QueryParams) -> dict[str, Any]:
+    attrs = _chosen_attributes(layer, params)
+    doc: dict[str, Any] = {
+        "tilejson": TILEJSON_VERSION,
+        "name": layer.title,
+        "description": layer.description,
+        "version": f"{layer.current_version}.0.0",
+        "scheme": "xyz",
+        "tiles": [_tile_template(base, layer, tms.id, ("{z}", "{y}", "{x}"), params)],
+        "minzoom": tms.minzoom,
+        "maxzoom": tms.maxzoom,
+        "vector_layers": [
+            {
+                "id": layer.id,
+                "description": layer.title,
+                "minzoom": tms.minzoom,
+                "maxzoom": tms.maxzoom,
+                "fields": {a.name: _ATTR_JSON_TYPES[a.type].capitalize() for a in attrs},
+            }
+        ],
+        "geoshare:tileMatrixSet": tms.id,
+    }
+    if layer.licence:
+        doc["attribution"] = layer.licence
+    if layer.extent:
+        doc["bounds"] = list(layer.extent[:4])
+    return doc
+
+
+@router.get("/collections/{collection_id}/tiles/{tms_id}", summary="A vector tileset's metadata")
+def tileset(
+    collection_id: str,
+    tms_id: str,
+    request: Request,
+    who: Principal = Depends(principal),
+    conn: Connection = Depends(get_conn),
+    base: str = Depends(base_url),
+) -> Response:
+    params = request.query_params
+    _check_params(params, TILESET_PARAMS)
+    f = _format(params, ("json", ogc_docs.JSON, "tilejson"))
+    tms = get_tms(tms_id)
+    layer = tile_source(conn, collection_id, who, request).layer
+    if f == "tilejson":
+        return _json(_tilejson(base, layer, tms, params))
+    return _json(_tileset_doc(base, layer, tms, params))
+
+
+@router.get("/collections/{collection_id}/tiles/{tms_id}/tilejson.json", summary="TileJSON 3.0.0")
+def tilejson(
+    collection_id: str,
+    tms_id: str,
+    request: Request,
+    who: Principal = Depends(principal),
+    conn: Connection = Depends(get_conn),
+    base: str = Depends(base_url),
+) -> Response:
+    params = request.query_params
+    _check_params(params, TILESET_PARAMS)
+    _format(params, ("tilejson", "json", ogc_docs.JSON))
+    tms = get_tms(tms_id)
+    layer = tile_source(conn, collection_id, who, request).layer
+    return _json(_tilejson(base, layer, tms, params))
