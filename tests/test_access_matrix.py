@@ -223,6 +223,44 @@ def test_read_matrix(app_client: TestClient, world: dict[str, Any], layer_id: st
             assert [v["version"] for v in body["versions"]] == [1]
 
 
+def _tile_path(layer_id: str, tms: str, z: int = 12) -> str:
+    from layers.tiles.matrixsets import get_tms
+
+    t = get_tms(tms).tile(116.41, 39.9, z)
+    return f"/collections/{layer_id}/tiles/{tms}/{t.z}/{t.y}/{t.x}"
+
+
+@pytest.mark.parametrize("tms", ["WebMercatorQuad", "CGCS2000Quad"])
+@pytest.mark.parametrize("who", PRINCIPALS)
+@pytest.mark.parametrize("layer_id", list(LAYERS))
+def test_tile_matrix(
+    app_client: TestClient, world: dict[str, Any], layer_id: str, who: str, tms: str
+) -> None:
+    """Vector tiles follow the same rules: unreadable layers 404 like unknown ones, and hidden
+    fields and rows outside an agreement's area are absent from the decoded tile."""
+    import mapbox_vector_tile
+
+    cls = LAYERS[layer_id]
+    caller = Caller(app_client, who, world[who])
+    r = caller.get(_tile_path(layer_id, tms))
+    if not can_read(cls, who):
+        unknown = caller.get(_tile_path(GHOST, tms))
+        assert r.status_code == unknown.status_code == 404
+        assert r.json() == json.loads(unknown.text.replace(GHOST, layer_id))
+        return
+    assert r.status_code == 200, r.text
+    if not sees_secret(who):
+        _no_leak(r.content, layer_id)
+    layer = mapbox_vector_tile.decode(r.content)[layer_id]
+    props = {f["properties"]["编号"]: f["properties"] for f in layer["features"]}
+    assert sorted(props) == rows_seen(cls, who)
+    assert all(set(p) == fields_seen(cls, who) for p in props.values())
+    tilejson = caller.get(f"/collections/{layer_id}/tiles/{tms}/tilejson.json")
+    assert tilejson.status_code == 200
+    fields = set(tilejson.json()["vector_layers"][0]["fields"])
+    assert fields & {n for n, _ in ATTRS} == fields_seen(cls, who)
+
+
 LANG = "cql2-json"
 
 
