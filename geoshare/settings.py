@@ -30,6 +30,7 @@ class Settings:
     public_url: str | None = None  # base URL for links when behind a proxy
     tile_cache_bytes: int = 256 * 1024**2  # per worker; 0 turns the tile cache off
     tile_feature_limit: int = 10_000  # features per layer per tile
+    basemap_config: str | None = None  # TOML file; default: geoshare/config/basemap.toml
     extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -44,6 +45,7 @@ class Settings:
             public_url=os.environ.get("GEOSHARE_PUBLIC_URL") or None,
             tile_cache_bytes=_int("GEOSHARE_TILE_CACHE_BYTES", 256 * 1024**2),
             tile_feature_limit=_int("GEOSHARE_TILE_FEATURE_LIMIT", 10_000),
+            basemap_config=os.environ.get("GEOSHARE_BASEMAP_CONFIG") or None,
         )
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections import OrderedDict
+from collections.abc import Hashable
 from dataclasses import dataclass
 
 from layers.model import LayerInfo
@@ -67,10 +68,11 @@ class TileCache:
         self.size = 0
         self.hits = 0
         self.misses = 0
-        self._entries: OrderedDict[TileKey, bytes] = OrderedDict()
+        self._entries: OrderedDict[Hashable, bytes] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, key: TileKey) -> bytes | None:
+    def get(self, key: Hashable) -> bytes | None:
+        """``key``: a ``TileKey``, or any hashable that pins the bytes (a base map tile's keys)."""
         with self._lock:
             data = self._entries.get(key)
             if data is None:
@@ -80,7 +82,7 @@ class TileCache:
             self.hits += 1
             return data
 
-    def put(self, key: TileKey, data: bytes) -> None:
+    def put(self, key: Hashable, data: bytes) -> None:
         cost = len(data) + _ENTRY_OVERHEAD
         if cost > self.budget // 8:  # one huge tile must not flush the cache
             return

@@ -107,8 +107,9 @@ def mvt_expression(
     hidden: frozenset[str] = frozenset(),
     area_wkb: bytes | None = None,
     feature_limit: int = DEFAULT_FEATURE_LIMIT,
+    name: str | None = None,
 ) -> ScalarSelect[Any]:
-    """``(SELECT ST_AsMVT(...))`` for one layer and tile: an MVT layer named after the layer id,
+    """``(SELECT ST_AsMVT(...))`` for one layer and tile: an MVT layer named ``name`` (default: the layer id),
     feature ids its ``fid``, properties the chosen attributes. Empty tiles are empty bytes.
 
     ``hidden`` fields cannot be chosen nor filtered on (a 400 naming ``properties`` or ``filter``,
@@ -136,7 +137,7 @@ def mvt_expression(
         .limit(feature_limit)
         .subquery("t")
     )
-    mvt = func.ST_AsMVT(rows.table_valued(), literal(layer.id), EXTENT, GEOM_COLUMN, FID_COLUMN)
+    mvt = func.ST_AsMVT(rows.table_valued(), literal(name or layer.id), EXTENT, GEOM_COLUMN, FID_COLUMN)
     return select(func.coalesce(mvt, literal(b"", LargeBinary()))).scalar_subquery()
 
 

@@ -146,7 +146,7 @@ def _version_param(params: QueryParams) -> int | None:
         raise BadParameter(f"v must be a layer version number, got {raw!r}", field="v") from None
 
 
-def _etag_matches(header: str | None, etag: str) -> bool:
+def etag_matches(header: str | None, etag: str) -> bool:
     if not header:
         return False
     candidates = {t.strip().removeprefix("W/") for t in header.split(",")}
@@ -192,7 +192,7 @@ def tile(
     else:
         cache_control = "no-cache" if source.shareable else "private, no-cache"
     headers = {"ETag": etag, "Cache-Control": cache_control, "Vary": KEY_HEADER}
-    if _etag_matches(request.headers.get("if-none-match"), etag):
+    if etag_matches(request.headers.get("if-none-match"), etag):
         return Response(status_code=304, headers=headers)
     cache = tile_cache(request.app.state)
     data = cache.get(key)
