@@ -7,9 +7,6 @@ any other: a part the reader may not see is left out of the tile, hidden fields 
 
 from __future__ import annotations
 
-import logging
-from functools import lru_cache
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
@@ -29,27 +26,25 @@ from geoshare.api.routes.tiles import (
     TILEJSON_VERSION,
     etag_matches,
     tile_cache,
-    tile_source,
 )
-from layers.basemap.config import Basemap, load_config
+from geoshare.services.basemap import basemap_config, readable_parts
+from geoshare.services.layer_cache import layer_cache
+from layers.basemap.config import Basemap
 from layers.basemap.style import PALETTES, build_style
 from layers.basemap.tiles import Part, fetch_basemap_tile, tile_key
-from layers.errors import BadParameter, NotFound
+from layers.errors import BadParameter
 from layers.tiles.matrixsets import check_tile, get_tms, parse_index
 from layers.tiles.mvt import DEFAULT_FEATURE_LIMIT
 
 router = APIRouter(tags=["base map"])
-log = logging.getLogger("geoshare.basemap")
-DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "config" / "basemap.toml"
 
 
-@lru_cache(maxsize=4)
-def _load(path: str) -> Basemap:
-    return load_config(Path(path))
+def _config(request: Request) -> Basemap:
+    return basemap_config(request.app.state.settings)
 
 
-def basemap_config(request: Request) -> Basemap:
-    return _load(request.app.state.settings.basemap_config or str(DEFAULT_CONFIG))
+def _parts(conn: Connection, request: Request, who: Principal, zoom: int | None = None) -> list[Part]:
+    return readable_parts(conn, _config(request), who, layer_cache(request.app.state), zoom)
 
 
 def _json(doc: object) -> Response:
@@ -67,19 +62,6 @@ def _key_query(request: Request) -> list[tuple[str, str]]:
     return [(KEY_PARAM, key)] if key else []
 
 
-def readable_parts(conn: Connection, request: Request, who: Principal, z: int | None = None) -> list[Part]:
-    """The configured layers ``who`` may read (at zoom ``z``), each with its scope."""
-    config = basemap_config(request)
-    parts = []
-    for layer in config.layers if z is None else config.layers_at(z):
-        try:
-            source = tile_source(conn, layer.source, who, request)
-        except NotFound:
-            continue  # not published, or not for this reader: the base map goes on without it
-        parts.append(Part(layer, source.layer, source.hidden, source.area))
-    return parts
-
-
 @router.get("/basemap", summary="The base map: its layers and links to tiles and styles")
 def basemap(
     request: Request,
@@ -88,8 +70,8 @@ def basemap(
     base: str = Depends(base_url),
 ) -> Response:
     _check(request.query_params, {KEY_PARAM, "f"})
-    config = basemap_config(request)
-    parts = readable_parts(conn, request, who)
+    config = _config(request)
+    parts = _parts(conn, request, who)
     extra = _key_query(request)
     suffix = f"?{urlencode(extra)}" if extra else ""
     links = [
@@ -123,7 +105,7 @@ def basemap(
 
 
 def _tilejson(request: Request, base: str, tms_id: str, parts: list[Part]) -> dict[str, Any]:
-    config = basemap_config(request)
+    config = _config(request)
     tms = get_tms(tms_id)
     versions = ".".join(str(p.layer.current_version) for p in parts)
     query = urlencode([("v", versions), *_key_query(request)])
@@ -165,7 +147,7 @@ def basemap_tilejson(
     base: str = Depends(base_url),
 ) -> Response:
     _check(request.query_params, {KEY_PARAM, "f"})
-    return _json(_tilejson(request, base, tms_id, readable_parts(conn, request, who)))
+    return _json(_tilejson(request, base, tms_id, _parts(conn, request, who)))
 
 
 @router.get("/basemap/style.json", summary="A MapLibre GL style for the base map (variant light or dark)")
@@ -177,7 +159,7 @@ def basemap_style(request: Request, base: str = Depends(base_url)) -> Response:
     extra = _key_query(request)
     suffix = f"?{urlencode(extra)}" if extra else ""
     style = build_style(
-        basemap_config(request),
+        _config(request),
         f"{base}/basemap/tiles/WebMercatorQuad/tilejson.json{suffix}",
         f"{base}/fonts/{{fontstack}}/{{range}}.pbf",
         variant,
@@ -211,7 +193,7 @@ def basemap_tile(
     # content zooms are Web Mercator levels: WorldCRS84Quad level z shows about level z + 1, while
     # Tianditu's c grid (CGCS2000Quad) numbers its levels to match Web Mercator's scales
     content_zoom = z + 1 if tms_id == "WorldCRS84Quad" else z
-    every = readable_parts(conn, request, who)
+    every = _parts(conn, request, who)
     parts = [p for p in every if p.config.in_zoom(content_zoom)]
     key = tile_key(parts, tms_id, z, col, row)
     etag = key.etag()
