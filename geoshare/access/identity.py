@@ -145,6 +145,13 @@ def ip_allowed(client_ip: str | None, networks: list[Any]) -> bool:
 
 # -- authentication -----------------------------------------------------------------------------------
 
+_GRANTS = """
+        SELECT jsonb_agg(jsonb_build_array(al.layer_id, al.fields, a.id, encode(ST_AsBinary(a.area), 'hex')))
+               AS grants
+        FROM gs.agreement a JOIN gs.agreement_layer al ON al.agreement_id = a.id
+        WHERE a.consumer_code = {department} AND a.status = 'approved'
+          AND current_date BETWEEN a.starts_on AND a.ends_on
+"""
 _LOOKUP = text(
     """
     SELECT k.digest, k.department_code, k.role, k.user_id, k.expires_at, k.revoked_at,
@@ -152,12 +159,9 @@ _LOOKUP = text(
            g.grants
     FROM gs.api_key k
     LEFT JOIN gs.app_user u ON u.id = k.user_id
-    LEFT JOIN LATERAL (
-        SELECT jsonb_agg(jsonb_build_array(al.layer_id, al.fields, a.id, encode(ST_AsBinary(a.area), 'hex')))
-               AS grants
-        FROM gs.agreement a JOIN gs.agreement_layer al ON al.agreement_id = a.id
-        WHERE a.consumer_code = k.department_code AND a.status = 'approved'
-          AND current_date BETWEEN a.starts_on AND a.ends_on
+    LEFT JOIN LATERAL ("""
+    + _GRANTS.format(department="k.department_code")
+    + """
     ) g ON true
     WHERE k.prefix = :prefix
     """
@@ -224,6 +228,13 @@ def authenticate(
         user_id=row["user_id"],
         grants=merge_grants(row["grants"] or []),
     )
+
+
+def department_principal(conn: Connection, department: str, role: str = "consumer") -> Principal:
+    """The principal of a trusted caller acting for ``department`` without a key (CLI jobs such as
+    offline packages), with that department's current agreements."""
+    grants = conn.execute(text(_GRANTS.format(department=":d")), {"d": department}).scalar()
+    return Principal(department=department, role=role, key_prefix=None, grants=merge_grants(grants or []))
 
 
 def merge_grants(rows: list[Any]) -> dict[str, Grant]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from geoshare.cli import access, address, agreement, db, demo, export, geocode, layer, serve
+from geoshare.cli import access, address, agreement, db, demo, export, geocode, layer, serve, tiles
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -19,6 +19,8 @@ app.add_typer(access.department_app, name="department")
 app.add_typer(access.key_app, name="key")
 app.add_typer(agreement.app, name="agreement")
 layer.app.command("export")(export.export_cmd)
+app.add_typer(tiles.app, name="tiles")
+app.command("package")(tiles.package_cmd)
 app.command("serve")(serve.serve)
 app.command("geocode")(geocode.geocode_cmd)
 app.command("geocode-batch")(geocode.geocode_batch_cmd)

@@ -29,6 +29,7 @@ from geoshare.api.routes.tiles import (
 )
 from geoshare.services.basemap import basemap_config, readable_parts
 from geoshare.services.layer_cache import layer_cache
+from geoshare.services.tile_store import tile_store
 from layers.basemap.config import Basemap
 from layers.basemap.style import PALETTES, build_style
 from layers.basemap.tiles import Part, fetch_basemap_tile, tile_key
@@ -209,7 +210,12 @@ def basemap_tile(
     cache = tile_cache(request.app.state)
     data = cache.get(key)
     if data is None:
-        limit = getattr(request.app.state.settings, "tile_feature_limit", DEFAULT_FEATURE_LIMIT)
-        data = fetch_basemap_tile(conn, parts, tms_id, z, col, row, limit)
+        store = tile_store(request.app.state.settings) if shareable else None
+        data = store.get(tms_id, z, col, row, etag) if store else None
+        if data is None:
+            limit = getattr(request.app.state.settings, "tile_feature_limit", DEFAULT_FEATURE_LIMIT)
+            data = fetch_basemap_tile(conn, parts, tms_id, z, col, row, limit)
+            if store:
+                store.put(tms_id, z, col, row, etag, data)
         cache.put(key, data)
     return Response(data, media_type=MVT, headers=headers)
