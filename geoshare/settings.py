@@ -31,6 +31,7 @@ class Settings:
     tile_cache_bytes: int = 256 * 1024**2  # per worker; 0 turns the tile cache off
     tile_feature_limit: int = 10_000  # features per layer per tile
     basemap_config: str | None = None  # TOML file; default: geoshare/config/basemap.toml
+    imagery_dir: str = "data/imagery"  # Cloud-Optimized GeoTIFFs of the imagery service
     tile_store_dir: str | None = None  # shared on-disk store of base map tiles (seeded or written through)
     extra: dict[str, str] = field(default_factory=dict)
 
@@ -48,6 +49,7 @@ class Settings:
             tile_feature_limit=_int("GEOSHARE_TILE_FEATURE_LIMIT", 10_000),
             basemap_config=os.environ.get("GEOSHARE_BASEMAP_CONFIG") or None,
             tile_store_dir=os.environ.get("GEOSHARE_TILE_STORE") or None,
+            imagery_dir=os.environ.get("GEOSHARE_IMAGERY_DIR") or "data/imagery",
         )
 
 

@@ -19,7 +19,10 @@ for p in postgresql-$PGVER postgresql-$PGVER-postgis-3 postgresql-contrib; do
   dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
 done
 if [[ $WITH_TEST == 1 ]]; then
-  dpkg -s gdal-bin >/dev/null 2>&1 || need+=(gdal-bin)
+  # GDAL tools read exports back; Chromium drives the portal's browser tests; a CJK font draws labels
+  for p in gdal-bin chromium chromium-driver fonts-wqy-microhei; do
+    dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
+  done
 fi
 if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then need+=(python3-venv); fi
 if (( ${#need[@]} )); then

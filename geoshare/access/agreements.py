@@ -20,6 +20,7 @@ from typing import Any
 
 from sqlalchemy import Connection, text
 
+from geoshare.access import audit
 from geoshare.access.identity import Forbidden, Principal
 from layers.errors import Conflict, InvalidInput, NotFound
 
@@ -199,6 +200,9 @@ def file(
         text("INSERT INTO gs.agreement_layer (agreement_id, layer_id, fields) VALUES (:a, :l, :f)"),
         [{"a": new_id, "l": g.layer, "f": g.fields} for g in layers],
     )
+    audit.record_change(
+        conn, who, "agreement.file", f"agreement:{new_id}", {"consumer": consumer, "provider": provider}
+    )
     return get(conn, who, new_id)
 
 
@@ -283,6 +287,8 @@ def decide(
             "id": agreement_id,
         },
     )
+    action = "agreement.approve" if approve else "agreement.reject"
+    audit.record_change(conn, who, action, f"agreement:{agreement_id}", {"note": note})
     return get(conn, who, agreement_id)
 
 
@@ -303,4 +309,5 @@ def revoke(conn: Connection, who: Principal, agreement_id: int, note: str | None
         ),
         {"by": _actor(who), "note": note, "id": agreement_id},
     )
+    audit.record_change(conn, who, "agreement.revoke", f"agreement:{agreement_id}", {"note": note})
     return get(conn, who, agreement_id)

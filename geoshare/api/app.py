@@ -6,10 +6,11 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.middleware.gzip import GZipMiddleware
 
 from geoshare import __version__
-from geoshare.api import auth, problems
+from geoshare.api import audit_middleware, auth, problems
 from geoshare.api.routes import (
     admin,
     admin_areas,
@@ -20,11 +21,14 @@ from geoshare.api.routes import (
     export,
     geocode,
     health,
+    imagery,
     jobs,
     layers,
     ogc,
+    portal,
     reverse,
     tiles,
+    usage,
 )
 from geoshare.db.engine import make_engine
 from geoshare.jobs import geocode_job
@@ -59,6 +63,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.engine = make_engine(settings.database_url, settings.pool_size)
     # level 9 (the default) costs ~4x the CPU of level 4 for a few percent smaller JSON
     app.add_middleware(GZipMiddleware, minimum_size=2048, compresslevel=4)
+    audit_middleware.install(app)  # outermost: counts bytes sent, refuses over-limit calls first
     problems.install(app)
     auth.install_log_redaction()  # keys in access logs cut to their prefix
     for module in (
@@ -76,6 +81,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         jobs,
         admin,
         agreements,
+        imagery,
+        usage,
     ):
         app.include_router(module.router)
+    portal.install(app)  # pages, glyphs, static files; the HTML "/" ahead of the OGC landing page
+    # embeds and the SDK on departments' own sites read tiles and geocode across origins; keys travel
+    # in X-API-Key or ?key=, never cookies, so no credentials are allowed
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=["*"],
+        allow_methods=["GET", "HEAD"],
+        allow_headers=["X-API-Key", "X-GeoShare-Embed"],
+        expose_headers=["ETag", "Retry-After"],
+    )
     return app

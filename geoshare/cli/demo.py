@@ -36,8 +36,18 @@ def load(
     if already and not force:
         if not if_missing:
             typer.echo(f"demo (scale {scale}, seed {seed}) is already loaded; --force reloads it")
-        return
-    _load_with_progress(engine, scale, seed)
+    else:
+        _load_with_progress(engine, scale, seed)
+    _ensure_imagery(engine)
+
+
+def _ensure_imagery(engine: object) -> None:
+    """The sample image: its file lives outside the database, so check it on every start."""
+    from geoshare.demo.imagery import load_demo_imagery
+    from geoshare.settings import get_settings
+
+    image = load_demo_imagery(engine, get_settings())  # type: ignore[arg-type]
+    typer.echo(f"imagery {image.id}: {image.file_name}")
 
 
 def _load_with_progress(engine: object, scale: int, seed: int) -> None:

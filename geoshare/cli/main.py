@@ -4,7 +4,20 @@ from __future__ import annotations
 
 import typer
 
-from geoshare.cli import access, address, agreement, db, demo, export, geocode, layer, serve, tiles
+from geoshare.cli import (
+    access,
+    address,
+    agreement,
+    db,
+    demo,
+    export,
+    geocode,
+    imagery,
+    layer,
+    quota,
+    serve,
+    tiles,
+)
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -17,6 +30,8 @@ app.add_typer(demo.app, name="demo")
 app.add_typer(address.app, name="address")
 app.add_typer(access.department_app, name="department")
 app.add_typer(access.key_app, name="key")
+access.department_app.command("limits")(quota.limits)
+app.add_typer(imagery.app, name="imagery")
 app.add_typer(agreement.app, name="agreement")
 layer.app.command("export")(export.export_cmd)
 app.add_typer(tiles.app, name="tiles")

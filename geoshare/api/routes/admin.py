@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Connection
 from starlette.responses import Response
 
-from geoshare.access import store
+from geoshare.access import audit, store
 from geoshare.access.identity import Forbidden, Principal
 from geoshare.api.auth import (
     principal,
@@ -76,9 +76,11 @@ def whoami(who: Principal = Depends(principal)) -> Response:
 def create_department(
     body: DepartmentIn,
     conn: Connection = Depends(get_conn),
-    _: Principal = Depends(require_platform_admin),
+    who: Principal = Depends(require_platform_admin),
 ) -> Response:
-    return _json(store.create_department(conn, body.code, body.name, body.contact), 201)
+    created = store.create_department(conn, body.code, body.name, body.contact)
+    audit.record_change(conn, who, "department.create", f"department:{body.code}", {"name": body.name})
+    return _json(created, 201)
 
 
 @router.get("/admin/departments", summary="All departments")
@@ -92,9 +94,11 @@ def list_departments(
 def create_user(
     body: UserIn,
     conn: Connection = Depends(get_conn),
-    _: Principal = Depends(require_platform_admin),
+    who: Principal = Depends(require_platform_admin),
 ) -> Response:
-    return _json(store.create_user(conn, body.department, body.name, body.role), 201)
+    created = store.create_user(conn, body.department, body.name, body.role)
+    audit.record_change(conn, who, "user.create", f"user:{body.department}/{body.name}", {"role": body.role})
+    return _json(created, 201)
 
 
 @router.get("/admin/users", summary="Users, all or of one department")
@@ -129,6 +133,9 @@ def create_key(
         user_id=body.user_id,
         created_by=f"key:{who.key_prefix}",
     )
+    audit.record_change(
+        conn, who, "key.create", f"key:{created.info.prefix}", {"department": department, "role": body.role}
+    )
     doc = {
         "key": created.key,
         "warning": "store this key now: it cannot be shown again",
@@ -156,7 +163,9 @@ def revoke_key(
     if not who.is_platform_admin:
         require_department_admin(who, who.department or "")
     scope = None if who.is_platform_admin else who.department
-    return _json(store.revoke_key(conn, prefix, scope))
+    revoked = store.revoke_key(conn, prefix, scope)
+    audit.record_change(conn, who, "key.revoke", f"key:{revoked.prefix}")
+    return _json(revoked)
 
 
 @router.delete("/admin/keys/{prefix}", summary="Revoke a key (kept, revoked, for the audit trail)")

@@ -218,4 +218,5 @@ def basemap_tile(
             if store:
                 store.put(tms_id, z, col, row, etag, data)
         cache.put(key, data)
+    request.state.audit_count = 1  # tiles served
     return Response(data, media_type=MVT, headers=headers)

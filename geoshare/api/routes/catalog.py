@@ -17,6 +17,7 @@ from geoshare.access.identity import Principal
 from geoshare.api.auth import principal
 from geoshare.api.deps import base_url, get_conn
 from layers import catalog
+from layers.imagery import imagery_catalog_records
 from layers.model import LayerInfo
 
 router = APIRouter(tags=["catalog"])
@@ -45,7 +46,33 @@ def _entry(base: str, layer: LayerInfo) -> dict[str, object]:
     }
 
 
-@router.get("/catalog", summary="Search the layer catalog")
+def _imagery(
+    conn: Connection,
+    who: Principal,
+    base: str,
+    q: str | None,
+    department: str | None,
+    theme: str | None,
+    sharing_class: str | None,
+) -> list[dict[str, object]]:
+    """Images matching the same filters (a handful per city: filtered here, not in SQL)."""
+    words = (q or "").split()
+    found = []
+    for record in imagery_catalog_records(conn, policy.visibility(who), base):
+        text = f"{record['title']} {record['description']} {record['source'] or ''}"
+        if words and not all(w.lower() in text.lower() for w in words):
+            continue
+        if department and record["department"] != department:
+            continue
+        if theme and theme != "imagery":
+            continue
+        if sharing_class and record["class"] != sharing_class:
+            continue
+        found.append(record)
+    return found
+
+
+@router.get("/catalog", summary="Search the catalog: layers and imagery")
 def search_catalog(
     q: Annotated[str | None, Query(description="words in title, description or keywords")] = None,
     department: Annotated[str | None, Query(description="department code or name")] = None,
@@ -70,5 +97,9 @@ def search_catalog(
         offset=offset,
         visibility=policy.visibility(who),
     )
-    body = {"layers": [_entry(base, layer) for layer in page.layers], "numberMatched": page.number_matched}
+    body = {
+        "layers": [_entry(base, layer) for layer in page.layers],
+        "numberMatched": page.number_matched,
+        "imagery": _imagery(conn, who, base, q, department, theme, sharing_class),
+    }
     return Response(orjson.dumps(body), media_type="application/json")

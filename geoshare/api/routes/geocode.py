@@ -94,6 +94,7 @@ async def geocode_one(
     address = check_address(address, "address")
     out_crs = geocode_crs(crs)
     result = geocoding.forward(request.app, address, city=city, district=district, limit=limit)
+    request.state.audit_count = 1
     return _json(result_body(result, out_crs))
 
 
@@ -168,6 +169,7 @@ async def geocode_batch(request: Request) -> Response:
         limit=limit,
     )
     bodies = [result_body(r, out_crs) for r in results]
+    request.state.audit_count = len(results)
     by_status: dict[str, int] = {}
     for r in results:
         by_status[r.status.value] = by_status.get(r.status.value, 0) + 1

@@ -22,7 +22,7 @@ from sqlalchemy import Connection, Engine, text
 from starlette.concurrency import run_in_threadpool
 
 from geocode.model import CONFIDENT
-from geoshare.access import policy
+from geoshare.access import audit, policy
 from geoshare.access.identity import Forbidden, Principal
 from geoshare.api.auth import principal, require_authenticated
 from geoshare.api.deps import base_url
@@ -236,6 +236,8 @@ async def publish_layer(
                 **options,
             )
     layer_cache(request.app.state).invalidate(result.layer_id)  # this worker sees its own publish at once
+    detail = {"version": result.version, "features": result.feature_count}
+    audit.record_change(request.app.state.engine, who, "layer.publish", f"layer:{result.layer_id}", detail)
     base = base_url(request)
     body = {
         "id": result.layer_id,
@@ -325,4 +327,5 @@ def delete_layer(
     _check_delete(request.app.state.engine, who, layer_id)
     publishing.delete(request.app.state.engine, layer_id)
     layer_cache(request.app.state).invalidate(layer_id)
+    audit.record_change(request.app.state.engine, who, "layer.delete", f"layer:{layer_id}")
     return Response(status_code=204)

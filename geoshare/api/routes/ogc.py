@@ -148,6 +148,7 @@ def items(
     q = items_query(request.query_params, layer, settings.items_default_limit, settings.items_max_limit)
     area = policy.area(who, layer)
     page = fetch_page(conn, layer, q, hidden, area)
+    request.state.audit_count = page.number_returned
 
     href = f"{base}/collections/{quote(layer.id)}/items"
     kept = [(k, v) for k, v in request.query_params.multi_items() if k != "cursor"]
@@ -202,6 +203,7 @@ def item(
         hidden,
         policy.area(who, layer),
     )
+    request.state.audit_count = 1
     collection_href = f"{base}/collections/{quote(layer.id)}"
     links = orjson.dumps(
         [

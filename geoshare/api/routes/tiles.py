@@ -200,6 +200,7 @@ def tile(
         limit = getattr(request.app.state.settings, "tile_feature_limit", DEFAULT_FEATURE_LIMIT)
         data = fetch_tile(conn, source.layer, req, source.hidden, source.area, limit)
         cache.put(key, data)
+    request.state.audit_count = 1  # tiles served
     return Response(data, media_type=MVT, headers=headers)
 
 

@@ -1,0 +1,380 @@
+"""The portal over HTTP: pages and their assets, ``/`` negotiation, ``/embed`` (parameters, browser
+keys, embed tickets), the SDK, the glyph PBFs and the JavaScript budget."""
+
+from __future__ import annotations
+
+import gzip
+import re
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from layer_factory import make_layer
+from shapely.geometry import Point
+from sqlalchemy import Engine
+
+from geoshare.access.store import create_key
+from geoshare.settings import Settings
+from geoshare.web import asset_version, embed_ticket
+
+PAGES = ["/map", "/portal/catalog", "/portal/layers/roads", "/portal/geocode", "/sdk", "/embed"]
+BROWSER_ACCEPT = "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,*/*;q=0.8"
+JS_BUDGET = 1_500_000  # bytes, gzip-compressed, per page
+SITE = "https://dept.example.gov.cn"
+OTHER = "https://elsewhere.example.com"
+
+
+@pytest.fixture
+def portal(db: Engine, settings: Settings) -> Iterator[TestClient]:
+    from geoshare.api.app import create_app
+    from geoshare.api.routes import portal as portal_routes
+
+    app = create_app(settings)
+    portal_routes.install(app)
+    portal_routes.install(app)  # idempotent: the app factory may already have done it
+    with TestClient(app) as client:
+        yield client
+
+
+@pytest.fixture
+def browser_key(db: Engine) -> Callable[[list[str]], str]:
+    def make(referrers: list[str]) -> str:
+        with db.begin() as conn:
+            return create_key(conn, "testdept", "consumer", allowed_referrers=referrers).key
+
+    make_layer(
+        db,
+        "shelters",
+        [(Point(116.4, 39.9), {"名称": "天坛公园"})],
+        [("名称", "string")],
+        department="testdept",
+    )
+    return make
+
+
+def _lang(html: str) -> str:
+    m = re.search(r'<html lang="([^"]+)"', html)
+    assert m, "no lang on <html>"
+    return m.group(1)
+
+
+def _assets(html: str) -> list[str]:
+    return re.findall(r'(?:src|href)="(/(?:static|sdk)/[^"]+)"', html)
+
+
+# -- pages --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", PAGES)
+def test_pages_are_chinese_html_by_default(portal: TestClient, path: str) -> None:
+    r = portal.get(path, headers={"Accept": BROWSER_ACCEPT, "Accept-Language": "en-US,en;q=0.9"})
+    assert r.status_code == 200
+    assert r.headers["content-type"].startswith("text/html")
+    assert _lang(r.text) == "zh-CN"
+    assert "frame-ancestors" in r.headers["content-security-policy"]
+
+
+def test_english_switch_is_remembered(portal: TestClient) -> None:
+    r = portal.get("/portal/catalog?lang=en")
+    assert _lang(r.text) == "en"
+    assert "Data catalog" in r.text and "数据目录" not in r.text.split("<main")[1]
+    assert portal.cookies.get("gs_lang") == "en"
+    again = portal.get("/map")
+    assert _lang(again.text) == "en"
+    back = portal.get("/map?lang=zh-CN")
+    assert _lang(back.text) == "zh-CN" and 'href="/map?lang=en"' in back.text
+
+
+def test_unsupported_language_is_a_400_naming_lang(portal: TestClient) -> None:
+    r = portal.get("/map?lang=fr")
+    assert r.status_code == 400
+    assert r.headers["content-type"] == "application/problem+json"
+    assert r.json()["field"] == "lang"
+
+
+def test_form_inputs_have_labels(portal: TestClient) -> None:
+    for path in ("/portal/catalog", "/portal/geocode"):
+        html = portal.get(path).text
+        ids = re.findall(r'<(?:input|select)[^>]*\bid="([^"]+)"', html)
+        assert ids
+        for element_id in ids:
+            assert f'<label for="{element_id}"' in html, f"{path}: #{element_id} has no label"
+
+
+@pytest.mark.parametrize("path", PAGES)
+def test_referenced_assets_exist_and_are_cached_for_good(portal: TestClient, path: str) -> None:
+    assets = _assets(portal.get(path).text)
+    assert any(a.startswith("/sdk/geoshare.js") for a in assets)
+    assert any(a.startswith("/static/vendor/maplibre-gl.css") for a in assets)
+    for url in assets:
+        r = portal.get(url)
+        assert r.status_code == 200, url
+        assert f"v={asset_version()}" in url
+        assert "immutable" in r.headers["cache-control"], url
+        kind = {"js": "javascript", "css": "css", "svg": "svg"}[url.split("?")[0].rsplit(".", 1)[1]]
+        assert kind in r.headers["content-type"], url
+
+
+def test_unversioned_static_urls_are_revalidated_and_missing_files_404(portal: TestClient) -> None:
+    r = portal.get("/static/css/portal.css")
+    assert r.status_code == 200 and "immutable" not in r.headers["cache-control"]
+    missing = portal.get("/static/js/nope.js")
+    assert missing.status_code == 404
+    assert missing.headers["content-type"] == "application/problem+json"
+
+
+def test_vendored_maplibre_licence_is_shipped(portal: TestClient) -> None:
+    r = portal.get("/static/vendor/LICENSE.maplibre-gl.txt")
+    assert r.status_code == 200 and "MapLibre" in r.text
+
+
+@pytest.mark.parametrize("path", ["/map", "/portal/layers/roads", "/embed"])
+def test_javascript_budget(portal: TestClient, path: str) -> None:
+    total = 0
+    for url in _assets(portal.get(path).text):
+        if url.split("?")[0].endswith(".js"):
+            total += len(gzip.compress(portal.get(url).content, compresslevel=6))
+    assert 0 < total <= JS_BUDGET, f"{path} ships {total} bytes of gzipped JavaScript"
+
+
+# -- / negotiation ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("headers", "query", "html"),
+    [
+        ({"Accept": BROWSER_ACCEPT}, "", True),
+        ({}, "?f=html", True),
+        ({"Accept": BROWSER_ACCEPT}, "?f=json", False),
+        ({"Accept": "application/json"}, "", False),
+        ({"Accept": "*/*"}, "", False),
+        ({"Accept": "application/json, text/html;q=0.5"}, "", False),
+        ({"Accept": "text/html;q=0.5, application/json;q=0.9"}, "", False),
+    ],
+)
+def test_root_negotiates_map_or_landing_page(
+    portal: TestClient, headers: dict[str, str], query: str, html: bool
+) -> None:
+    r = portal.get(f"/{query}", headers=headers)
+    assert r.status_code == 200
+    if html:
+        assert r.headers["content-type"].startswith("text/html")
+        assert 'data-page="map"' in r.text
+    else:
+        doc = r.json()
+        assert r.headers["content-type"].startswith("application/json")
+        assert {link["rel"] for link in doc["links"]} >= {"self", "conformance", "data"}
+
+
+def test_root_keeps_the_landing_page_errors(portal: TestClient) -> None:
+    r = portal.get("/?f=xml")
+    assert r.status_code == 400 and r.json()["field"] == "f"
+
+
+# -- /embed -------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [
+        ("center=116.4", "center"),
+        ("center=abc,39.9", "center"),
+        ("center=200,39.9", "center"),
+        ("center=116.4,89", "center"),
+        ("center=nan,1", "center"),
+        ("zoom=23", "zoom"),
+        ("zoom=-1", "zoom"),
+        ("zoom=near", "zoom"),
+        ("zoom=inf", "zoom"),
+        ("layers=Roads!", "layers"),
+        ("layers=" + ",".join(f"l{i}" for i in range(11)), "layers"),
+        ("basemap=satellite view", "basemap"),
+        ("zoom=3&zoom=4", "zoom"),
+        ("colour=red", "colour"),
+    ],
+)
+def test_embed_rejects_bad_parameters(portal: TestClient, query: str, field: str) -> None:
+    r = portal.get(f"/embed?{query}")
+    assert r.status_code == 400
+    assert r.headers["content-type"] == "application/problem+json"
+    assert r.json()["field"] == field
+
+
+def test_embed_passes_its_parameters_to_the_page(portal: TestClient) -> None:
+    r = portal.get("/embed?layers=roads,shelters&center=116.4,39.9&zoom=12.5&basemap=dark")
+    assert r.status_code == 200
+    config = _config(r.text)
+    assert config["layers"] == ["roads", "shelters"]
+    assert config["center"] == [116.4, 39.9] and config["zoom"] == 12.5 and config["basemap"] == "dark"
+    assert config["key"] is None and config["ticket"] is None
+    assert "frame-ancestors *" in r.headers["content-security-policy"]
+
+
+def _config(html: str) -> dict[str, Any]:
+    import json
+
+    m = re.search(r'<script id="gs-config" type="application/json">(.*?)</script>', html, re.S)
+    assert m
+    return json.loads(m.group(1))
+
+
+def test_embed_with_a_key_bound_to_the_framing_site(portal: TestClient, browser_key: Callable) -> None:
+    key = browser_key([SITE])
+    ok = portal.get(f"/embed?layers=shelters&key={key}", headers={"Referer": f"{SITE}/news/map.html"})
+    assert ok.status_code == 200
+    config = _config(ok.text)
+    assert config["key"] == key and config["ticket"]
+
+    refused = portal.get(f"/embed?layers=shelters&key={key}", headers={"Referer": f"{OTHER}/page"})
+    assert refused.status_code == 403
+    assert refused.headers["content-type"].startswith("text/html")
+    assert 'role="alert"' in refused.text and OTHER in refused.text and "不允许" in refused.text
+    assert "gs-config" not in refused.text  # no map, no key handed out
+
+    unreferred = portal.get(f"/embed?key={key}")
+    assert unreferred.status_code == 403
+
+    bad = portal.get("/embed?key=gsk_abcdefgh_" + "x" * 40, headers={"Referer": SITE})
+    assert bad.status_code == 401 and "密钥无效" in bad.text
+
+
+def test_embed_ticket_lets_the_framed_page_use_its_key(portal: TestClient, browser_key: Callable) -> None:
+    key = browser_key([SITE])
+    other_key = browser_key([SITE])
+    ticket = _config(portal.get(f"/embed?key={key}", headers={"Referer": SITE}).text)["ticket"]
+    url = f"/collections/shelters/tiles/WebMercatorQuad/tilejson.json?key={key}"
+    own_page = {"Referer": "http://testserver/embed?key=x"}  # what the framed page's requests carry
+
+    assert portal.get(url, headers=own_page).status_code == 403
+    assert portal.get(url, headers={**own_page, "X-GeoShare-Embed": ticket}).status_code == 200
+    assert (
+        portal.get(url, headers={"X-API-Key": key, **own_page, "X-GeoShare-Embed": ticket}).status_code == 200
+    )
+    # a ticket is for its own key only, and cannot be altered
+    other_url = f"/collections/shelters/tiles/WebMercatorQuad/tilejson.json?key={other_key}"
+    assert portal.get(other_url, headers={**own_page, "X-GeoShare-Embed": ticket}).status_code == 403
+    payload, mac = ticket.split(".")
+    forged = (
+        embed_ticket._b64(embed_ticket._unb64(payload).replace(SITE.encode(), OTHER.encode())) + "." + mac
+    )
+    assert portal.get(url, headers={**own_page, "X-GeoShare-Embed": forged}).status_code == 403
+    assert portal.get(url, headers={**own_page, "X-GeoShare-Embed": "garbage"}).status_code == 403
+
+
+def test_embed_tickets_expire() -> None:
+    secret = b"s" * 32
+    ticket = embed_ticket.issue(secret, "abcdefgh", SITE, now=1000.0)
+    assert embed_ticket.verify(secret, ticket, "abcdefgh", now=1000.0 + 60) == SITE
+    assert embed_ticket.verify(secret, ticket, "abcdefgh", now=1000.0 + embed_ticket.TTL_SECONDS + 1) is None
+    assert embed_ticket.verify(b"t" * 32, ticket, "abcdefgh", now=1000.0) is None
+    assert embed_ticket.verify(secret, ticket, "zzzzzzzz", now=1000.0) is None
+
+
+def test_embed_secret_is_shared_through_the_database(db: Engine) -> None:
+    first = embed_ticket.load_secret(db)
+    assert len(first) == 32 and embed_ticket.load_secret(db) == first
+    assert embed_ticket.verify(first, embed_ticket.issue(first, "abcdefgh", SITE), "abcdefgh") == SITE
+
+
+# -- SDK ----------------------------------------------------------------------------------------------
+
+
+def test_sdk_is_javascript_with_maplibre_and_the_api(portal: TestClient) -> None:
+    r = portal.get("/sdk/geoshare.js")
+    assert r.status_code == 200
+    assert r.headers["content-type"].startswith("text/javascript")
+    body = r.text
+    assert "maplibregl" in body and "global.GeoShare" in body
+    for name in ("map: createMap", "geocode: geocode", "reverse: reverse"):
+        assert name in body
+    assert "__GEOSHARE_VERSION__" not in body and asset_version() in body
+    assert "immutable" not in r.headers["cache-control"]
+    assert portal.get("/sdk/geoshare.js", headers={"If-None-Match": r.headers["etag"]}).status_code == 304
+    versioned = portal.get(f"/sdk/geoshare.js?v={asset_version()}")
+    assert "immutable" in versioned.headers["cache-control"]
+
+
+def test_sdk_page_has_a_copy_paste_example(portal: TestClient) -> None:
+    html = portal.get("/sdk").text
+    assert "GeoShare.map(" in html and "/sdk/geoshare.js" in html and "/embed?" in html
+
+
+# -- glyphs -------------------------------------------------------------------------------------------
+
+
+def _varint(data: bytes, i: int) -> tuple[int, int]:
+    shift = result = 0
+    while True:
+        byte = data[i]
+        i += 1
+        result |= (byte & 0x7F) << shift
+        shift += 7
+        if byte < 0x80:
+            return result, i
+
+
+def _fields(data: bytes) -> Iterator[tuple[int, Any]]:
+    i = 0
+    while i < len(data):
+        tag, i = _varint(data, i)
+        if tag & 7 == 0:
+            value, i = _varint(data, i)
+        elif tag & 7 == 2:
+            length, i = _varint(data, i)
+            value, i = data[i : i + length], i + length
+        else:
+            raise AssertionError(f"unexpected wire type {tag & 7}")
+        yield tag >> 3, value
+
+
+def _glyphs(pbf: bytes) -> tuple[str, str, dict[int, dict[int, Any]]]:
+    (number, stack), *rest = list(_fields(pbf))
+    assert number == 1 and not rest
+    name = rng = ""
+    glyphs: dict[int, dict[int, Any]] = {}
+    for n, value in _fields(stack):
+        if n == 1:
+            name = value.decode()
+        elif n == 2:
+            rng = value.decode()
+        elif n == 3:
+            glyph = dict(_fields(value))
+            glyphs[glyph[1]] = glyph
+    return name, rng, glyphs
+
+
+def test_glyph_range_0_255_has_digits_and_latin(portal: TestClient) -> None:
+    r = portal.get("/fonts/Noto%20Sans%20Regular/0-255.pbf")
+    assert r.status_code == 200 and r.headers["content-type"] == "application/x-protobuf"
+    assert "max-age" in r.headers["cache-control"]
+    _, rng, glyphs = _glyphs(r.content)
+    assert rng == "0-255"
+    for ch in "0123456789ABCxyz":
+        glyph = glyphs[ord(ch)]
+        width, height = glyph[3], glyph[4]
+        assert 0 < width < 30 and 0 < height < 30 and 0 < glyph[7] < 30
+        assert len(glyph[2]) == (width + 6) * (height + 6)  # SDF with MapLibre's 3 px border
+        assert max(glyph[2]) > 191 > min(glyph[2])  # the edge (192) runs through the bitmap
+    assert glyphs[ord(" ")][7] > 0 and 2 not in glyphs[ord(" ")]  # a space advances, draws nothing
+
+
+def test_glyphs_for_any_font_stack(portal: TestClient) -> None:
+    a = portal.get("/fonts/Open%20Sans%20Bold,Arial%20Unicode%20MS%20Bold/0-255.pbf")
+    b = portal.get("/fonts/Noto%20Sans%20Regular/0-255.pbf")
+    assert a.status_code == 200 and a.content == b.content
+
+
+@pytest.mark.parametrize("rng", ["19968-20223", "57344-57599", "128512-128767"])
+def test_unknown_glyph_ranges_are_empty_not_errors(portal: TestClient, rng: str) -> None:
+    r = portal.get(f"/fonts/Noto%20Sans%20Regular/{rng}.pbf")
+    assert r.status_code == 200
+    name, got, glyphs = _glyphs(r.content)
+    assert name == "Noto Sans Regular" and got == rng and glyphs == {}
+
+
+@pytest.mark.parametrize("rng", ["0-254", "1-256", "abc", "0-255-511"])
+def test_malformed_glyph_ranges_are_400(portal: TestClient, rng: str) -> None:
+    r = portal.get(f"/fonts/Noto%20Sans%20Regular/{rng}.pbf")
+    assert r.status_code == 400
+    assert r.json()["field"] == "range"
