@@ -26,9 +26,11 @@ from geoshare.api.routes import (
     layers,
     ogc,
     portal,
+    raster,
     reverse,
     tiles,
     usage,
+    wmts,
 )
 from geoshare.db.engine import make_engine
 from geoshare.jobs import geocode_job
@@ -68,6 +70,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     auth.install_log_redaction()  # keys in access logs cut to their prefix
     for module in (
         health,
+        raster,  # before the vector tile routes, which would take 5.png for a tile column
+        wmts,
         ogc,
         tiles,
         basemap,
