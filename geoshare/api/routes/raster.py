@@ -79,6 +79,8 @@ class TileAddress:
 
 def parse_address(tms_id: str, tile_matrix: str, tile_row: str, tile_col: str, fmt: str) -> TileAddress:
     """The tile's indices checked against the set (400 for a malformed index or format, 404 outside)."""
+    if fmt.isdigit():  # "…/0/1.5": a malformed column, not a format
+        raise BadParameter("tileCol must be a whole number", field="tileCol")
     if fmt not in FORMATS:
         raise BadParameter(
             f"raster tile format must be one of {', '.join(FORMATS)}, got {fmt!r}", field="format"
