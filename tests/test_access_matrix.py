@@ -261,6 +261,39 @@ def test_tile_matrix(
     assert fields & {n for n, _ in ATTRS} == fields_seen(cls, who)
 
 
+@pytest.mark.parametrize("who", PRINCIPALS)
+@pytest.mark.parametrize("layer_id", list(LAYERS))
+def test_raster_wmts_and_export_matrix(
+    app_client: TestClient, world: dict[str, Any], layer_id: str, who: str
+) -> None:
+    """Raster tiles, WMTS capabilities and exports follow the same rules as items and vector tiles."""
+    import csv
+    import io
+    import xml.etree.ElementTree as ET
+
+    cls = LAYERS[layer_id]
+    caller = Caller(app_client, who, world[who])
+    visible = can_read(cls, who)
+    png = caller.get(_tile_path(layer_id, "WebMercatorQuad") + ".png")
+    export = caller.get(f"/layers/{layer_id}/export", format="csv")
+    caps = caller.get("/wmts", SERVICE="WMTS", REQUEST="GetCapabilities")
+    assert caps.status_code == 200
+    ows = "{http://www.opengis.net/ows/1.1}"
+    offered = {e.text for e in ET.fromstring(caps.content).iter(f"{ows}Identifier")}
+    assert (layer_id in offered) is visible
+    if not visible:
+        assert png.status_code == export.status_code == 404
+        _no_leak(png.content + export.content + caps.content, layer_id)
+        return
+    assert png.status_code == 200 and png.content.startswith(b"\x89PNG")
+    assert export.status_code == 200, export.text
+    rows = list(csv.DictReader(io.StringIO(export.content.decode("utf-8-sig"))))
+    assert sorted(r["编号"] for r in rows) == rows_seen(cls, who)
+    assert set(rows[0]) & {n for n, _ in ATTRS} == fields_seen(cls, who)
+    if not sees_secret(who):
+        _no_leak(export.content, layer_id)
+
+
 LANG = "cql2-json"
 
 
