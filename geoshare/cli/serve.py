@@ -20,4 +20,7 @@ def serve(
         workers=workers,
         log_level="info",
         access_log=False,
+        # a worker's first import (geospatial libraries, cold disk cache) can take several seconds on a
+        # busy machine; uvicorn's 5 s default would kill and restart it as unresponsive
+        timeout_worker_healthcheck=30,
     )
