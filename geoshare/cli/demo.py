@@ -21,11 +21,19 @@ def load(
         False, "--if-missing", help="do nothing when this demo is already loaded"
     ),
     force: bool = typer.Option(False, "--force", help="reload even when this demo is already loaded"),
+    upgrade: bool = typer.Option(
+        False, "--upgrade", help="apply schema migrations first (one start-up instead of two)"
+    ),
 ) -> None:
     """Generate the demo city and load its address database and layers (replacing the previous demo)."""
     from geoshare.db.engine import get_engine
     from geoshare.demo.load import imported_address_database, is_loaded
 
+    if upgrade:
+        from geoshare.db import migrate
+        from geoshare.settings import get_settings
+
+        migrate.upgrade(get_settings().database_url)
     engine = get_engine()
     with engine.connect() as conn:
         already = is_loaded(conn, scale, seed)
