@@ -15,8 +15,9 @@ def make_engine(url: str, pool_size: int = 8) -> Engine:
         pool_size=pool_size,
         max_overflow=pool_size,
         pool_pre_ping=True,
-        # JIT compilation costs far more than it saves on short spatial queries.
-        connect_args={"options": "-c jit=off"},
+        # JIT compilation costs far more than it saves on short spatial queries; parallel workers
+        # for one tile or page cost more than they save when many requests share a few cores
+        connect_args={"options": "-c jit=off -c max_parallel_workers_per_gather=0"},
     )
 
 

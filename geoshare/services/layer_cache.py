@@ -59,6 +59,10 @@ class LayerCache:
                 self._rows[layer_id] = layer
         return layer
 
+    def peek(self, layer_id: str) -> LayerInfo | None:
+        """The cached row without touching the database (None when absent or not listening)."""
+        return self._rows.get(layer_id) if self._live else None
+
     def invalidate(self, layer_id: str | None = None) -> None:
         """Forget one layer (None: all of them)."""
         with self._lock:

@@ -16,6 +16,7 @@ import orjson
 from fastapi import APIRouter, Depends, Request
 from morecantile import TileMatrixSet
 from sqlalchemy import Connection
+from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import QueryParams
 from starlette.responses import Response
 
@@ -30,6 +31,7 @@ from geoshare.services.layer_cache import layer_cache
 from layers.crs import CRS84, resolve_crs
 from layers.errors import BadParameter
 from layers.model import LayerInfo
+from layers.registry import layer_not_found, redact
 from layers.tiles.cache import DEFAULT_BUDGET, TileCache, TileKey
 from layers.tiles.matrixsets import TMS_IDS, check_tile, get_tms, parse_index, tile_limits
 from layers.tiles.mvt import DEFAULT_FEATURE_LIMIT, TileRequest, fetch_tile
@@ -153,6 +155,24 @@ def etag_matches(header: str | None, etag: str) -> bool:
     return "*" in candidates or etag in candidates
 
 
+def scoped(layer: LayerInfo, who: Principal, collection_id: str) -> TileSource:
+    """``layer`` (a registry row) as ``who`` may tile it; 404 as for an unknown id when not readable."""
+    if not policy.visibility(who).allows(layer):
+        raise layer_not_found(collection_id)
+    hidden = policy.hidden_fields(who, layer)
+    shareable = layer.sharing_class == "public" and who.is_anonymous
+    return TileSource(redact(layer, hidden), hidden, policy.area(who, layer), shareable)
+
+
+def tile_headers(etag: str, shareable: bool, current: bool) -> dict[str, str]:
+    """Versioned URLs (``v`` = the current version) are immutable; others must revalidate."""
+    if current:
+        cache_control = f"{'public' if shareable else 'private'}, max-age={IMMUTABLE_SECONDS}, immutable"
+    else:
+        cache_control = "no-cache" if shareable else "private, no-cache"
+    return {"ETag": etag, "Cache-Control": cache_control, "Vary": KEY_HEADER}
+
+
 @router.get(
     "/collections/{collection_id}/tiles/{tms_id}/{tile_matrix}/{tile_row}/{tile_col}",
     summary="A vector tile (MVT)",
@@ -161,7 +181,7 @@ def etag_matches(header: str | None, etag: str) -> bool:
     response_class=Response,
     responses={200: {"content": {MVT: {}}}},
 )
-def tile(
+async def tile(
     collection_id: str,
     tms_id: str,
     tile_matrix: str,
@@ -169,8 +189,9 @@ def tile(
     tile_col: str,
     request: Request,
     who: Principal = Depends(principal),
-    conn: Connection = Depends(get_conn),
 ) -> Response:
+    """In the event loop while everything is in memory (registry row and tile cached, or a 304);
+    to a worker thread with a database connection only when something must be read."""
     params = request.query_params
     _check_params(params, TILE_PARAMS)
     _format(params, ("mvt", MVT))
@@ -182,24 +203,49 @@ def tile(
     )
     check_tile(tms, z, row, col)
     version = _version_param(params)
-    source = tile_source(conn, collection_id, who, request)
-    req = _tile_request(params, source.layer, tms_id, z, row, col)
-    key = TileKey.of(source.layer, req, source.hidden, source.area)
-    etag = key.etag()
-    if version is not None and version == source.layer.current_version:
-        scope = "public" if source.shareable else "private"
-        cache_control = f"{scope}, max-age={IMMUTABLE_SECONDS}, immutable"
-    else:
-        cache_control = "no-cache" if source.shareable else "private, no-cache"
-    headers = {"ETag": etag, "Cache-Control": cache_control, "Vary": KEY_HEADER}
-    if etag_matches(request.headers.get("if-none-match"), etag):
-        return Response(status_code=304, headers=headers)
-    cache = tile_cache(request.app.state)
-    data = cache.get(key)
-    if data is None:
-        limit = getattr(request.app.state.settings, "tile_feature_limit", DEFAULT_FEATURE_LIMIT)
-        data = fetch_tile(conn, source.layer, req, source.hidden, source.area, limit)
-        cache.put(key, data)
+    state = request.app.state
+    cached = layer_cache(state).peek(collection_id)
+    if cached is not None:
+        source = scoped(cached, who, collection_id)
+        req = _tile_request(params, source.layer, tms_id, z, row, col)
+        key = TileKey.of(source.layer, req, source.hidden, source.area)
+        headers = tile_headers(key.etag(), source.shareable, version == source.layer.current_version)
+        if etag_matches(request.headers.get("if-none-match"), headers["ETag"]):
+            return Response(status_code=304, headers=headers)
+        data = tile_cache(state).get(key)
+        if data is not None:
+            request.state.audit_count = 1
+            return Response(data, media_type=MVT, headers=headers)
+    return await run_in_threadpool(
+        _tile_from_database, request, collection_id, who, tms_id, z, row, col, version
+    )
+
+
+def _tile_from_database(
+    request: Request,
+    collection_id: str,
+    who: Principal,
+    tms_id: str,
+    z: int,
+    row: int,
+    col: int,
+    version: int | None,
+) -> Response:
+    state = request.app.state
+    with state.engine.connect() as conn:
+        conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+        source = tile_source(conn, collection_id, who, request)
+        req = _tile_request(request.query_params, source.layer, tms_id, z, row, col)
+        key = TileKey.of(source.layer, req, source.hidden, source.area)
+        headers = tile_headers(key.etag(), source.shareable, version == source.layer.current_version)
+        if etag_matches(request.headers.get("if-none-match"), headers["ETag"]):
+            return Response(status_code=304, headers=headers)
+        cache = tile_cache(state)
+        data = cache.get(key)
+        if data is None:
+            limit = getattr(state.settings, "tile_feature_limit", DEFAULT_FEATURE_LIMIT)
+            data = fetch_tile(conn, source.layer, req, source.hidden, source.area, limit)
+            cache.put(key, data)
     request.state.audit_count = 1  # tiles served
     return Response(data, media_type=MVT, headers=headers)
 
