@@ -259,7 +259,9 @@ def layer_raster_tile(
     conn: Connection = Depends(get_conn),
 ) -> Response:
     if fmt in VECTOR_SUFFIXES:
-        return tile_routes.tile(collection_id, tms_id, tile_matrix, tile_row, tile_col, request, who, conn)
+        return tile_routes.tile_in_thread(
+            collection_id, tms_id, tile_matrix, tile_row, tile_col, request, who
+        )
     params = request.query_params
     _check_params(params, LAYER_PARAMS)
     tile = parse_address(tms_id, tile_matrix, tile_row, tile_col, fmt)

@@ -193,16 +193,7 @@ async def tile(
     """In the event loop while everything is in memory (registry row and tile cached, or a 304);
     to a worker thread with a database connection only when something must be read."""
     params = request.query_params
-    _check_params(params, TILE_PARAMS)
-    _format(params, ("mvt", MVT))
-    tms = get_tms(tms_id)
-    z, row, col = (
-        parse_index(tile_matrix, "tileMatrix"),
-        parse_index(tile_row, "tileRow"),
-        parse_index(tile_col, "tileCol"),
-    )
-    check_tile(tms, z, row, col)
-    version = _version_param(params)
+    z, row, col, version = _address(params, tms_id, tile_matrix, tile_row, tile_col)
     state = request.app.state
     cached = layer_cache(state).peek(collection_id)
     if cached is not None:
@@ -219,6 +210,35 @@ async def tile(
     return await run_in_threadpool(
         _tile_from_database, request, collection_id, who, tms_id, z, row, col, version
     )
+
+
+def _address(
+    params: QueryParams, tms_id: str, tile_matrix: str, tile_row: str, tile_col: str
+) -> tuple[int, int, int, int | None]:
+    _check_params(params, TILE_PARAMS)
+    _format(params, ("mvt", MVT))
+    tms = get_tms(tms_id)
+    z, row, col = (
+        parse_index(tile_matrix, "tileMatrix"),
+        parse_index(tile_row, "tileRow"),
+        parse_index(tile_col, "tileCol"),
+    )
+    check_tile(tms, z, row, col)
+    return z, row, col, _version_param(params)
+
+
+def tile_in_thread(
+    collection_id: str,
+    tms_id: str,
+    tile_matrix: str,
+    tile_row: str,
+    tile_col: str,
+    request: Request,
+    who: Principal,
+) -> Response:
+    """The vector tile for callers already in a worker thread (``….mvt`` on the raster routes)."""
+    z, row, col, version = _address(request.query_params, tms_id, tile_matrix, tile_row, tile_col)
+    return _tile_from_database(request, collection_id, who, tms_id, z, row, col, version)
 
 
 def _tile_from_database(
