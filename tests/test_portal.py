@@ -3,16 +3,20 @@ keys, embed tickets), the SDK, the glyph PBFs and the JavaScript budget."""
 
 from __future__ import annotations
 
+import csv
 import gzip
+import io
+import json
 import re
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 from layer_factory import make_layer
 from shapely.geometry import Point
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 
 from geoshare.access.store import create_key
 from geoshare.settings import Settings
@@ -212,8 +216,6 @@ def test_embed_passes_its_parameters_to_the_page(portal: TestClient) -> None:
 
 
 def _config(html: str) -> dict[str, Any]:
-    import json
-
     m = re.search(r'<script id="gs-config" type="application/json">(.*?)</script>', html, re.S)
     assert m
     return json.loads(m.group(1))
@@ -378,3 +380,234 @@ def test_malformed_glyph_ranges_are_400(portal: TestClient, rng: str) -> None:
     r = portal.get(f"/fonts/Noto%20Sans%20Regular/{rng}.pbf")
     assert r.status_code == 400
     assert r.json()["field"] == "range"
+
+
+# -- second slice: sign-in, publishing, sharing, usage and batch pages --------------------------------
+
+FORM_PAGES = {
+    "/portal/signin": ("signin-form", "js/account.js"),
+    "/portal/publish": ("publish-form", "js/publish.js"),
+    "/portal/agreements": ("request-form", "js/sharing.js"),
+    "/portal/usage": ("usage-form", "js/usage.js"),
+    "/portal/batch": ("batch-form", "js/batch.js"),
+}
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+@pytest.mark.parametrize("path", FORM_PAGES)
+def test_form_pages_render_with_their_script_and_no_map_library(portal: TestClient, path: str) -> None:
+    form_id, script = FORM_PAGES[path]
+    r = portal.get(path, headers={"Accept": BROWSER_ACCEPT})
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
+    assert _lang(r.text) == "zh-CN" and "frame-ancestors 'self'" in r.headers["content-security-policy"]
+    assert f'id="{form_id}"' in r.text
+    assets = _assets(r.text)
+    assert any(a.startswith(f"/static/{script}?v=") for a in assets)
+    assert any(a.startswith("/static/js/portal.js?v=") for a in assets)
+    assert not any(a.startswith("/sdk/") or "maplibre" in a for a in assets), "a form page needs no MapLibre"
+    for url in assets:
+        assert portal.get(url).status_code == 200, url
+    current = re.findall(r'<a [^>]*href="([^"]+)"[^>]*aria-current="page"', r.text)
+    assert current == [path], "the page is marked current in the header, and only it"
+
+
+def test_navigation_links_every_page(portal: TestClient) -> None:
+    html = portal.get("/map").text
+    for path in FORM_PAGES:
+        assert f'href="{path}"' in html, path
+
+
+@pytest.mark.parametrize("path", FORM_PAGES)
+def test_form_page_inputs_have_labels(portal: TestClient, path: str) -> None:
+    html = portal.get(path).text
+    ids = re.findall(r'<(?:input|select|textarea)[^>]*\bid="([^"]+)"', html)
+    assert len(ids) >= 1
+    for element_id in ids:
+        assert f'<label for="{element_id}"' in html, f"{path}: #{element_id} has no label"
+
+
+def test_form_pages_switch_to_english(portal: TestClient) -> None:
+    html = portal.get("/portal/publish?lang=en").text
+    assert _lang(html) == "en"
+    main = html.split("<main")[1]
+    assert "Layer id" in main and "Check" in main and "图层编号" not in main
+
+
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [
+        ("/portal/publish?layer=Not%20an%20id", "layer"),
+        ("/portal/agreements?layer=x%2Fy", "layer"),
+        ("/portal/signin?next=//evil.example.com/", "next"),
+        ("/portal/signin?next=https://evil.example.com/", "next"),
+        ("/portal/batch?job=../../etc", "job"),
+        ("/portal/usage?colour=red", "colour"),
+    ],
+)
+def test_form_pages_reject_bad_parameters(portal: TestClient, query: str, field: str) -> None:
+    r = portal.get(query)
+    assert r.status_code == 400
+    assert r.headers["content-type"] == "application/problem+json" and r.json()["field"] == field
+
+
+def test_form_pages_pass_their_parameters(portal: TestClient) -> None:
+    assert _config(portal.get("/portal/publish?layer=roads").text)["layerId"] == "roads"
+    assert 'value="roads"' in portal.get("/portal/agreements?layer=roads").text
+    assert _config(portal.get("/portal/signin?next=/portal/usage").text)["next"] == "/portal/usage"
+    job = "0b8e3c1e-8d1f-4a43-9a55-2d1f0f3b5a10"
+    assert _config(portal.get(f"/portal/batch?job={job}").text)["job"] == job
+
+
+def test_every_message_the_pages_use_is_translated() -> None:
+    """Keys named literally in templates and scripts exist in both languages (dynamic prefixes such as
+    ``role.`` are listed here and checked for every value the API can send)."""
+    from geoshare.web import STATIC_DIR, TEMPLATES_DIR, i18n
+
+    used: set[str] = set()
+    for path in [*STATIC_DIR.glob("js/*.js"), *TEMPLATES_DIR.glob("*.html")]:
+        text_ = path.read_text(encoding="utf-8")
+        used |= set(re.findall(r"""\bt\(\s*["']([a-z_][\w.]*)["']\s*[,)]""", text_))
+    dynamic = {
+        "role": ("consumer", "publisher", "department_admin", "platform_admin"),
+        "agreement": ("requested", "approved", "rejected", "revoked", "expired"),
+        "batch.status": ("queued", "running", "done", "failed"),
+        "type": ("string", "integer", "number", "boolean", "date", "datetime"),
+        "publish": ("warn_class_changed", "warn_key_field_changed"),
+    }
+    used |= {f"{prefix}.{v}" for prefix, values in dynamic.items() for v in values}
+    for lang in i18n.LANGS:
+        missing = sorted(k for k in used if k not in i18n.messages(lang))
+        assert not missing, f"{lang} lacks {missing}"
+
+
+# -- POST /layers?dry_run=true ------------------------------------------------------------------------
+
+
+def _meta(**extra: object) -> str:
+    return json.dumps(
+        {"id": "stops", "title": "公交站", "department": "transport", "class": "public", **extra}
+    )
+
+
+def _written(db: Engine) -> tuple[Any, ...]:
+    with db.connect() as conn:
+        return (
+            tuple(conn.execute(text("SELECT count(*), max(current_version) FROM gs.layer")).one()),
+            conn.execute(text("SELECT count(*) FROM gs.layer_version")).scalar_one(),
+            conn.execute(text("SELECT count(*) FROM pg_tables WHERE schemaname = 'layerdata'")).scalar_one(),
+        )
+
+
+@pytest.fixture
+def publisher(portal: TestClient, key_headers: Callable[..., dict[str, str]]) -> TestClient:
+    portal.headers.update(key_headers("transport"))
+    return portal
+
+
+def _dry_run(client: TestClient, name: str, data: bytes | None = None, **form: str) -> Any:
+    content = data if data is not None else (FIXTURES / name).read_bytes()
+    fields = {"metadata": form.pop("metadata", _meta()), **form}
+    return client.post("/layers?dry_run=true", files={"file": (name, content)}, data=fields)
+
+
+def test_dry_run_names_the_line_of_a_bad_row_and_writes_nothing(publisher: TestClient, db: Engine) -> None:
+    before = _written(db)
+    r = _dry_run(publisher, "hospitals_bad_lat_line7.csv")
+    assert r.status_code == 422
+    assert r.headers["content-type"] == "application/problem+json"
+    problem = r.json()
+    assert problem["line"] == 7 and problem["field"] == "纬度"
+    assert "north" in problem["detail"]
+    assert _written(db) == before
+
+
+def test_dry_run_reports_what_would_be_published_and_writes_nothing(
+    publisher: TestClient, db: Engine
+) -> None:
+    source = json.loads((FIXTURES / "bus_stops.geojson").read_text(encoding="utf-8"))
+    before = _written(db)
+    r = _dry_run(publisher, "bus_stops.geojson", metadata=_meta(key_field="stop_id"))
+    assert r.status_code == 200, r.text
+    report = r.json()
+    assert report["dry_run"] is True and report["new_layer"] is True and report["version"] == 1
+    assert report["feature_count"] == len(source["features"])
+    assert report["geometry_type"] == "Point" and report["source_crs"] == "EPSG:4326"
+    names = [f["name"] for f in report["fields"]]
+    assert names == list(source["features"][0]["properties"])
+    types = {f["name"]: f["type"] for f in report["fields"]}
+    assert types["routes"] == "integer" and types["name"] == "string"
+    xs = [f["geometry"]["coordinates"][0] for f in source["features"]]
+    assert report["extent"][0] == pytest.approx(min(xs)) and report["extent"][2] == pytest.approx(max(xs))
+    assert report["repaired"] == 0 and report["warnings"] == []
+    assert _written(db) == before
+    assert publisher.get("/collections/stops").status_code == 404
+
+
+def test_dry_run_of_a_new_version_compares_with_the_current_one(publisher: TestClient, db: Engine) -> None:
+    first = publisher.post(
+        "/layers",
+        files={"file": ("bus_stops.geojson", (FIXTURES / "bus_stops.geojson").read_bytes())},
+        data={"metadata": _meta(key_field="stop_id", restricted_fields=["name"])},
+    )
+    assert first.status_code == 201, first.text
+    before = _written(db)
+    r = _dry_run(publisher, "bus_stops.geojson", metadata=_meta(**{"class": "shared"}))
+    assert r.status_code == 200, r.text
+    report = r.json()
+    assert report["new_layer"] is False and report["version"] == first.json()["version"] + 1
+    assert report["current"]["feature_count"] == first.json()["feature_count"]
+    codes = {w["code"]: w for w in report["warnings"]}
+    assert codes["class_changed"]["from"] == "public" and codes["class_changed"]["to"] == "shared"
+    assert codes["fields_unrestricted"]["fields"] == ["name"]
+    assert codes["key_field_changed"]["from"] == "stop_id" and codes["key_field_changed"]["to"] is None
+    assert _written(db) == before
+    assert publisher.get("/layers/stops/versions").json()["versions"][0]["version"] == 1
+
+
+def test_dry_run_lists_repaired_geometries(publisher: TestClient, db: Engine) -> None:
+    r = _dry_run(publisher, "bowtie.geojson")
+    assert r.status_code == 200, r.text
+    assert r.json()["repaired"] == 1 and r.json()["repaired_features"] == [2]
+
+
+def test_dry_run_needs_a_publisher_of_the_department(
+    portal: TestClient, db: Engine, key_headers: Callable[..., dict[str, str]]
+) -> None:
+    assert _dry_run(portal, "bus_stops.geojson").status_code == 401
+    portal.headers.update(key_headers("transport", "consumer"))
+    refused = _dry_run(portal, "bus_stops.geojson")
+    assert refused.status_code == 403 and refused.json()["field"] == "metadata.department"
+
+
+def test_dry_run_of_an_address_table_reports_the_match_rate(
+    portal: TestClient, address_db: Engine, key_headers: Callable[..., dict[str, str]]
+) -> None:
+    with address_db.connect() as conn:
+        full = conn.execute(
+            text("SELECT full_address FROM addr.address WHERE level = 'door' ORDER BY address_code LIMIT 6")
+        ).scalars().all()  # fmt: skip
+    junk = ["琉璃星光大道8号", "hello"]
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["名称", "注册地址"])
+    writer.writerows(
+        [(f"店{i}", a) for i, a in enumerate(full)] + [(f"无{i}", a) for i, a in enumerate(junk)]
+    )
+    portal.headers.update(key_headers("scjgj"))
+    before = _written(address_db)
+    r = _dry_run(
+        portal,
+        "shops.csv",
+        out.getvalue().encode(),
+        metadata=_meta(id="shops", department="scjgj"),
+        address_column="注册地址",
+    )
+    assert r.status_code == 200, r.text
+    report = r.json()
+    geo = report["geocoding"]
+    assert geo["rows"] == len(full) + len(junk) and geo["matched"] == report["feature_count"] == len(full)
+    assert geo["match_rate"] == pytest.approx(len(full) / geo["rows"], abs=1e-3)
+    first_junk = len(full) + 2  # the header is line 1
+    assert [u["line"] for u in geo["unmatched_rows"]] == [first_junk, first_junk + 1]
+    assert {"名称", "注册地址", "匹配级别", "标准地址"} <= {f["name"] for f in report["fields"]}
+    assert _written(address_db) == before

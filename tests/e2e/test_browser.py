@@ -204,3 +204,248 @@ def test_embed_on_another_origin_honours_the_key_binding(
     browser.save_screenshot(str(artifacts / "embed-refused.png"))
     assert "不允许" in message, message
     assert site in message, "the refusal should name the origin that was refused"
+
+
+# -- second slice: sign-in, publishing, sharing, usage, batch geocoding --------------------------------
+
+
+ACTIVE = "return document.activeElement.id || document.activeElement.tagName"
+# the publish form in Tab order: data, the folded options (their summary), metadata, then Check
+TAB_ORDER = [
+    "file", "address_column", "SUMMARY", "layer-id", "title", "department", "class", "theme",
+    "update_frequency", "keywords", "key_field", "restricted_fields", "description", "check",
+]  # fmt: skip
+
+
+def _whole_page(driver: Any, path: Path) -> None:
+    """A screenshot of the whole page, below the fold too (Chromium's DevTools protocol)."""
+    import base64
+
+    shot = driver.execute_cdp_cmd("Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True})
+    path.write_bytes(base64.b64decode(shot["data"]))
+
+
+def _key(engine: Engine, department: str, role: str = "publisher") -> str:
+    from geoshare.access.store import create_key
+
+    with engine.begin() as conn:
+        return create_key(conn, department, role, label=f"e2e {role}").key
+
+
+def _sign_in(driver: Any, service: str, key: str) -> str:
+    """Through the sign-in form (Enter submits); the status line it shows."""
+    from selenium.webdriver.common.keys import Keys
+
+    driver.get(f"{service}/portal/signin")
+    field = driver.find_element("id", "api-key")
+    field.send_keys(key, Keys.ENTER)
+    return _wait(driver, "document.querySelector('#signin-status p:not(:empty)')?.innerText")
+
+
+def _point_collection(points: list[tuple[float, float, str]], broken_at: int | None = None) -> str:
+    import json
+
+    features = [
+        {
+            "type": "Feature",
+            "properties": {"编号": code, "名称": f"测试点{code}"},
+            "geometry": None if i + 1 == broken_at else {"type": "Point", "coordinates": [lon, lat]},
+        }
+        for i, (lon, lat, code) in enumerate(points)
+    ]
+    return json.dumps({"type": "FeatureCollection", "features": features}, ensure_ascii=False)
+
+
+def test_sign_in_rejects_a_bad_key_and_remembers_a_good_one(
+    browser: Any, service: str, demo: Engine, artifacts: Path
+) -> None:
+    bad = _sign_in(browser, service, "gsk_abcdefgh_" + "x" * 40)
+    assert "密钥无效" in bad, bad
+    assert browser.find_element("id", "api-key").get_attribute("aria-invalid") == "true"
+    assert browser.execute_script("return localStorage.getItem('gs_key')") is None
+    assert browser.find_element("id", "identity").get_attribute("hidden") is not None
+
+    key = _key(demo, "yjglj")
+    ok = _sign_in(browser, service, key)
+    assert "yjglj" in ok and "发布者" in ok, ok
+    assert browser.execute_script("return localStorage.getItem('gs_key')") == key
+    assert "yjglj" in browser.find_element("id", "account-link").text
+    assert "yjglj" in browser.find_element("id", "identity-meta").text
+    browser.save_screenshot(str(artifacts / "signin.png"))
+
+    browser.find_element("id", "signout").click()
+    assert browser.execute_script("return localStorage.getItem('gs_key')") is None
+    assert browser.find_element("id", "account-link").text == "登录"
+
+
+def test_publish_through_the_form_creates_a_new_version(
+    browser: Any, service: str, demo: Engine, tmp_path: Path, artifacts: Path
+) -> None:
+    import json
+
+    import httpx
+
+    key = _key(demo, "yjglj")
+    points = [(116.39 + i / 100, 39.91, f"P{i}") for i in range(4)]
+    first = httpx.post(
+        f"{service}/layers",
+        headers={"X-API-Key": key},
+        files={"file": ("v1.geojson", _point_collection(points[:3]).encode())},
+        data={"metadata": json.dumps({"id": "e2e_points", "title": "测试点位", "department": "yjglj",
+                                      "class": "public", "key_field": "编号"})},
+    )  # fmt: skip
+    assert first.status_code == 201, first.text
+
+    _sign_in(browser, service, key)
+    browser.get(f"{service}/portal/publish?layer=e2e_points")
+    _wait(browser, "document.getElementById('title').value === '测试点位'")
+    assert browser.find_element("id", "key_field").get_attribute("value") == "编号"
+
+    bad = tmp_path / "bad.geojson"
+    bad.write_text(_point_collection(points, broken_at=2), encoding="utf-8")
+    browser.find_element("id", "file").send_keys(str(bad))
+    browser.find_element("id", "check").click()
+    problem = _wait(browser, "document.querySelector('#report .problem')?.innerText")
+    assert "第 2 行" in problem and "feature 2" in problem, problem
+    assert browser.find_element("id", "publish").get_attribute("disabled") is not None
+    browser.save_screenshot(str(artifacts / "publish-problem.png"))
+
+    good = tmp_path / "v2.geojson"
+    good.write_text(_point_collection(points), encoding="utf-8")
+    browser.find_element("id", "file").send_keys(str(good))
+    browser.find_element("id", "check").click()
+    report = _wait(browser, "document.querySelector('#report .result')?.innerText")
+    assert "第 2 版" in report and "4" in report, report
+    _whole_page(browser, artifacts / "publish-report.png")
+    browser.find_element("id", "publish").click()
+    version = _wait(browser, "document.getElementById('published')?.getAttribute('data-version')")
+    assert version == "2"
+    done = browser.find_element("id", "published").text
+    assert "新增 1" in done, done
+
+    browser.find_element("css selector", "#published a").click()
+    _wait(browser, "document.querySelector('#versions li[value=\"2\"]')")
+    versions = browser.find_element("id", "versions").text
+    browser.save_screenshot(str(artifacts / "publish-new-version.png"))
+    assert versions.index("第 2 版") < versions.index("第 1 版"), versions
+    assert browser.find_element("id", "publish-version").is_displayed()
+    endpoints = browser.find_element("id", "endpoints").text
+    assert "REQUEST=GetCapabilities" in endpoints and "export?format=gpkg" in endpoints
+
+
+def test_publish_form_is_usable_from_the_keyboard(browser: Any, service: str) -> None:
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.keys import Keys
+
+    browser.get(f"{service}/portal/publish")
+    _wait(browser, "document.body.dataset.page === 'publish' && window.GSPortal")
+    browser.execute_script("document.getElementById('file').focus()")
+    order = []
+    for _ in range(len(TAB_ORDER)):
+        order.append(browser.execute_script(ACTIVE))
+        ActionChains(browser).send_keys(Keys.TAB).perform()  # to the page, as a person presses it
+    assert order == TAB_ORDER
+
+    layer_id = browser.find_element("id", "layer-id")
+    layer_id.send_keys("kbd_test", Keys.ENTER)  # Enter submits: the check runs and names what is missing
+    problem = _wait(browser, "document.querySelector('#report .problem')?.innerText")
+    assert "数据文件" in problem, problem
+    assert browser.execute_script("return document.activeElement.id") == "file"
+
+
+def test_agreement_request_reaches_the_provider(
+    browser: Any, service: str, demo: Engine, artifacts: Path
+) -> None:
+    from selenium.webdriver.common.keys import Keys
+
+    # csglw cannot see yjglj's restricted hazard_sources: it types the id and the provider in
+    consumer, provider = _key(demo, "csglw"), _key(demo, "yjglj")
+    _sign_in(browser, service, consumer)
+    browser.get(f"{service}/portal/agreements?layer=hazard_sources")
+    _wait(browser, "document.getElementById('request-form').dataset.lookup === 'done'")
+    assert browser.find_element("id", "req-provider").get_attribute("value") == ""  # nothing revealed
+    assert "没有待审批" in _wait(browser, "document.getElementById('incoming').innerText")
+    browser.find_element("id", "req-provider").send_keys("yjglj")
+    browser.find_element("id", "req-fields").send_keys("名称、等级")
+    browser.find_element("id", "req-purpose").send_keys("城市运行：危化品企业周边管线巡查")
+    browser.find_element("css selector", "#request-form button[type=submit]").send_keys(Keys.ENTER)
+    filed = _wait(browser, "document.getElementById('request-status').innerText")
+    assert "已提交" in filed and "yjglj" in filed, filed
+    mine = _wait(browser, "document.querySelector('#mine tbody tr[data-agreement]')?.innerText")
+    assert "待审批" in mine and "hazard_sources" in mine, mine
+
+    _sign_in(browser, service, provider)
+    browser.get(f"{service}/portal/agreements")
+    card = _wait(browser, "document.querySelector('#incoming li[data-agreement]')?.innerText")
+    browser.save_screenshot(str(artifacts / "agreements-incoming.png"))
+    assert "csglw" in card and "hazard_sources" in card and "名称、等级" in card and "管线巡查" in card, card
+    request = browser.find_element("css selector", "#incoming li[data-agreement]")
+    filed_id = request.get_attribute("data-agreement")
+    request.find_element("css selector", "button[data-decide=approve]").click()
+    row = _wait(browser, f"document.querySelector('#mine tr[data-agreement=\"{filed_id}\"]')?.innerText")
+    assert "csglw" in row and "生效中" in row and "天后到期" in row, row
+    assert "没有待审批" in browser.find_element("id", "incoming").text
+    _whole_page(browser, artifacts / "agreements-approved.png")
+
+
+def test_usage_page_draws_the_calls(browser: Any, service: str, demo: Engine, artifacts: Path) -> None:
+    import httpx
+
+    consumer = _key(demo, "csglw", "consumer")
+    for _ in range(3):  # csglw reads yjglj's shelters: yjglj sees it among the layer's consumers
+        url = f"{service}/collections/emergency_shelters/items?limit=1"
+        got = httpx.get(url, headers={"X-API-Key": consumer})
+        assert got.status_code == 200
+    browser.get(f"{service}/portal/usage")
+    browser.execute_script("localStorage.setItem('gs_key', arguments[0])", _key(demo, "yjglj"))
+    deadline = time.monotonic() + 15
+    consumers: list[str] = []
+    while "csglw" not in consumers and time.monotonic() < deadline:  # the roll-up lags the calls by ~1 s
+        browser.get(f"{service}/portal/usage")
+        _wait(browser, "document.body.hasAttribute('data-usage-rows') || document.querySelector('.problem')")
+        consumers = browser.execute_script(
+            "return [...document.querySelectorAll('#top-consumers [data-layer=emergency_shelters] li')]"
+            ".map(li => li.dataset.department)"
+        )
+    _whole_page(browser, artifacts / "usage.png")
+    assert "csglw" in consumers, consumers
+    for chart in ("by-department", "by-layer"):
+        bars = browser.execute_script(f"return document.querySelectorAll('#{chart} rect').length")
+        assert bars > 0, f"{chart}: no bars drawn"
+    series = browser.execute_script(
+        "return [...document.querySelectorAll('#by-department rect')].map(r => r.dataset.series)"
+    )
+    assert "csglw" in series
+
+
+def test_batch_geocoding_highlights_the_unmatched_rows(
+    browser: Any, service: str, demo: Engine, tmp_path: Path, artifacts: Path
+) -> None:
+    from sqlalchemy import text
+
+    with demo.connect() as conn:
+        good = conn.execute(
+            text("SELECT full_address FROM addr.address WHERE level = 'door' ORDER BY address_code LIMIT 4")
+        ).scalars().all()  # fmt: skip
+    junk = ["火星基地1号", "不存在的地方"]
+    rows = [f"{i},{a}" for i, a in enumerate([*good, *junk])]
+    path = tmp_path / "地址表.csv"
+    path.write_text("编号,地址\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    browser.get(f"{service}/portal/batch")
+    browser.execute_script("localStorage.removeItem('gs_key')")
+    browser.find_element("id", "batch-file").send_keys(str(path))
+    browser.find_element("css selector", "#batch-form button[type=submit]").click()
+    _wait(browser, "document.getElementById('job').dataset.status === 'done'", timeout=60)
+    _wait(browser, "document.querySelector('#unmatched table')")
+    _whole_page(browser, artifacts / "batch.png")
+    flagged = browser.execute_script(
+        "return [...document.querySelectorAll('#unmatched table.unmatched tbody tr.flagged')]"
+        ".map(tr => tr.innerText)"
+    )
+    assert len(flagged) == len(junk) and all(any(j in r for j in junk) for r in flagged), flagged
+    preview = browser.execute_script(
+        "return [...document.querySelectorAll('#unmatched table:not(.unmatched) tbody tr')]"
+        ".map(tr => tr.classList.contains('flagged'))"
+    )
+    assert preview == [False] * len(good) + [True] * len(junk)
+    assert "job=" in browser.current_url

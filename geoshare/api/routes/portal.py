@@ -212,6 +212,57 @@ def geocode_page(request: Request) -> Response:
     return render(request, "geocode.html", "geocode")
 
 
+def _layer_param(request: Request) -> str | None:
+    """An optional ``layer`` query parameter (a layer id the page starts from)."""
+    raw = request.query_params.get("layer")
+    if raw is None or raw == "":
+        return None
+    if not LAYER_ID.match(raw):
+        raise BadParameter(f"{raw!r} is not a layer id", field="layer")
+    return raw
+
+
+@router.get("/portal/signin")
+def signin_page(request: Request) -> Response:
+    """Sign in with a department key: the page checks it with ``/whoami`` and keeps it in this
+    browser (``localStorage``), never in a cookie, so the server stays stateless."""
+    _page_params(request, frozenset({"lang", "next"}))
+    after = request.query_params.get("next")
+    if after is not None and not (after.startswith("/") and not after.startswith("//") and "\\" not in after):
+        raise BadParameter("next must be a path on this site, e.g. /portal/publish", field="next")
+    return render(request, "signin.html", "signin", config={"next": after})
+
+
+@router.get("/portal/publish")
+def publish_page(request: Request) -> Response:
+    """Upload, check (a dry run naming every problem's feature or line), then publish."""
+    _page_params(request, frozenset({"lang", "layer"}))
+    layer_id = _layer_param(request)
+    return render(request, "publish.html", "publish", config={"layerId": layer_id}, layer_id=layer_id)
+
+
+@router.get("/portal/agreements")
+def agreements_page(request: Request) -> Response:
+    _page_params(request, frozenset({"lang", "layer"}))
+    layer_id = _layer_param(request)
+    return render(request, "agreements.html", "agreements", config={"layerId": layer_id}, layer_id=layer_id)
+
+
+@router.get("/portal/usage")
+def usage_page(request: Request) -> Response:
+    _page_params(request, frozenset({"lang", "from", "to", "layer", "department"}))
+    return render(request, "usage.html", "usage")
+
+
+@router.get("/portal/batch")
+def batch_page(request: Request) -> Response:
+    _page_params(request, frozenset({"lang", "job"}))
+    job = request.query_params.get("job")
+    if job is not None and not re.fullmatch(r"[0-9a-fA-F-]{32,36}", job):
+        raise BadParameter(f"{job!r} is not a job id", field="job")
+    return render(request, "batch.html", "batch", config={"job": job})
+
+
 @router.get("/sdk")
 def sdk_page(request: Request) -> Response:
     _page_params(request)

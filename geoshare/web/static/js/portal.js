@@ -1,4 +1,6 @@
-/* GeoShare portal pages (Apache-2.0). Needs /sdk/geoshare.js (GeoShare + maplibregl) loaded first. */
+/* GeoShare portal pages (Apache-2.0). Map pages load /sdk/geoshare.js (GeoShare + maplibregl) first;
+   form pages (sign-in, publishing, sharing, usage, batch geocoding) do without it and add their own
+   script, which registers its page in GSPortal.pages. */
 (function () {
   "use strict";
 
@@ -6,17 +8,123 @@
   var M = config.messages || {};
   var BASE = config.base;
   var PREFIX = config.prefix || "";
-  // a department key remembered by this browser (the sign-in page of the next slice sets it)
-  var KEY = config.key || window.localStorage.getItem("gs_key") || null;
-  var esc = GeoShare.escapeHtml;
+  // the department key this browser signed in with (/portal/signin checks it with /whoami)
+  var KEY_STORE = "gs_key";
+  var WHO_STORE = "gs_who";
+  var KEY = config.key || window.localStorage.getItem(KEY_STORE) || null;
+  var WHO = null;
+  try { WHO = KEY ? JSON.parse(window.localStorage.getItem(WHO_STORE) || "null") : null; } catch (e) { WHO = null; }
+
+  function esc(value) {
+    return String(value == null ? "" : value).replace(/[&<>"']/g, function (c) {
+      return { "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c];
+    });
+  }
 
   function t(key, values) {
     var text = M[key] || key;
     return values ? text.replace(/\{(\w+)\}/g, function (_, k) { return values[k] != null ? values[k] : ""; }) : text;
   }
 
-  function api(path) {
-    return GeoShare.getJSON(path, { key: KEY, ticket: config.ticket });
+  /** A call to the service with the signed-in key in X-API-Key; resolves to the parsed JSON (or the
+      Response itself with options.raw), rejects with an Error carrying the problem's status, detail,
+      field and line. */
+  function request(method, path, options) {
+    options = options || {};
+    var headers = { Accept: "application/json" };
+    var key = options.key !== undefined ? options.key : KEY;
+    if (key) headers["X-API-Key"] = key;
+    if (config.ticket) headers["X-GeoShare-Embed"] = config.ticket;
+    var body = options.form || null;
+    if (options.json !== undefined) {
+      headers["Content-Type"] = "application/json";
+      body = JSON.stringify(options.json);
+    }
+    var url = path.indexOf("http") === 0 ? path : BASE + path;
+    return fetch(url, { method: method, headers: headers, body: body, credentials: "omit" }).then(function (response) {
+      if (response.ok && options.raw) return response;
+      return response.text().then(function (text) {
+        var doc = null;
+        try { doc = text ? JSON.parse(text) : null; } catch (e) { doc = null; }
+        if (!response.ok) {
+          var err = new Error((doc && (doc.detail || doc.title)) || response.statusText || ("HTTP " + response.status));
+          err.status = response.status;
+          err.detail = err.message;
+          err.field = doc && doc.field;
+          err.line = doc && doc.line;
+          err.problem = doc;
+          throw err;
+        }
+        return doc;
+      });
+    });
+  }
+
+  function api(path) { return request("GET", path); }
+
+  /** Fetch a file with the key in a header (never in the URL) and hand it to the browser as a download. */
+  function download(path, fallbackName) {
+    return request("GET", path, { raw: true }).then(function (response) {
+      var disposition = response.headers.get("Content-Disposition") || "";
+      var star = /filename\*=UTF-8''([^;]+)/i.exec(disposition);
+      var plain = /filename="([^"]+)"/i.exec(disposition);
+      var name = star ? decodeURIComponent(star[1]) : plain ? plain[1] : fallbackName;
+      return response.blob().then(function (blob) {
+        var a = document.createElement("a");
+        a.href = URL.createObjectURL(blob);
+        a.download = name;
+        document.body.appendChild(a);
+        a.click();
+        setTimeout(function () { URL.revokeObjectURL(a.href); a.remove(); }, 1000);
+        return name;
+      });
+    });
+  }
+
+  function signIn(key, who) {
+    window.localStorage.setItem(KEY_STORE, key);
+    window.localStorage.setItem(WHO_STORE, JSON.stringify(who));
+    KEY = key;
+    WHO = who;
+    showAccount();
+  }
+
+  function signOut() {
+    window.localStorage.removeItem(KEY_STORE);
+    window.localStorage.removeItem(WHO_STORE);
+    KEY = null;
+    WHO = null;
+    showAccount();
+  }
+
+  function roleName(role) { return M["role." + role] ? t("role." + role) : role; }
+
+  function showAccount() {
+    var link = document.getElementById("account-link");
+    if (!link) return;
+    link.textContent = WHO && WHO.department ? WHO.department + " · " + roleName(WHO.role) : t("nav.signin");
+    link.title = WHO ? t("signin.signed_in_as", { key: WHO.key_prefix }) : "";
+  }
+
+  /** Shows the "sign in first" notice of a page when no key is kept; whether one is. */
+  function needKey() {
+    var notice = document.getElementById("signin-needed");
+    if (notice) notice.hidden = !!KEY;
+    return !!KEY;
+  }
+
+  /** A problem as a sentence: its line or feature number first, then the reason and the field. */
+  function problemText(err) {
+    var parts = [];
+    if (err.line) parts.push(t("problem.line", { n: err.line }));
+    parts.push(err.detail || err.message);
+    if (err.field) parts.push(t("problem.field", { field: err.field }));
+    return parts.join(config.lang === "zh-CN" ? "；" : "; ");
+  }
+
+  function problemHtml(err) {
+    return "<div class=\"problem\" role=\"alert\"><strong>" + esc(t(err.status >= 500 ? "problem.server" : "problem.title")) +
+      "</strong><p>" + esc(problemText(err)) + "</p></div>";
   }
 
   function $(id) { return document.getElementById(id); }
@@ -260,17 +368,38 @@
       window.gsPreview = preview;
 
       var coll = BASE + "/collections/" + enc;
+      var exportUrl = BASE + "/layers/" + enc + "/export?format=";
       var endpoints = [
         ["endpoint.collection", coll],
         ["endpoint.items", coll + "/items"],
         ["endpoint.tilejson", coll + "/tiles/WebMercatorQuad/tilejson.json"],
         ["endpoint.tiles", coll + "/tiles/WebMercatorQuad/{z}/{y}/{x}"],
+        ["endpoint.wmts", BASE + "/wmts?SERVICE=WMTS&REQUEST=GetCapabilities"],
         ["endpoint.versions", BASE + "/layers/" + enc + "/versions"]
-      ];
+      ].concat(["gpkg", "geojson", "csv", "shp"].map(function (f) {
+        return ["endpoint.export_" + f, exportUrl + f, f];
+      }));
       $("endpoints").innerHTML = endpoints.map(function (e) {
         return "<li><span class=\"label\">" + esc(t(e[0])) + "</span><code>" + esc(e[1]) + "</code>" +
-          "<button type=\"button\" class=\"copy\" data-text=\"" + esc(e[1]) + "\">" + esc(t("copy")) + "</button></li>";
+          "<button type=\"button\" class=\"copy\" data-text=\"" + esc(e[1]) + "\">" + esc(t("copy")) + "</button>" +
+          (e[2] ? "<button type=\"button\" class=\"download\" data-export=\"" + esc(e[2]) + "\">" +
+            esc(t("download")) + "</button>" : "") + "</li>";
       }).join("");
+      $("endpoints").addEventListener("click", function (ev) {
+        var button = ev.target.closest && ev.target.closest("button[data-export]");
+        if (!button) return;
+        var format = button.getAttribute("data-export");
+        button.disabled = true;
+        $("export-status").textContent = t("loading");
+        download("/layers/" + enc + "/export?format=" + format, id + "." + (format === "shp" ? "zip" : format))
+          .then(function (name) { $("export-status").textContent = t("downloaded", { name: name }); },
+            function (err) { $("export-status").textContent = problemText(err); })
+          .then(function () { button.disabled = false; });
+      });
+      var who = WHO;
+      if (who && (who.role === "platform_admin" || (who.department === meta.department && who.role !== "consumer"))) {
+        $("publish-version").hidden = false;
+      }
       var c = center.map(function (v) { return v.toFixed(5); }).join(",");
       $("embed-snippet").textContent = "<iframe src=\"" + BASE + "/embed?layers=" + id + "&center=" + c + "&zoom=" + zoom +
         "&basemap=light&key=YOUR_BROWSER_KEY\"\n        width=\"800\" height=\"500\" style=\"border:0\" title=\"" +
@@ -360,6 +489,20 @@
   }
 
   var pages = { map: mapPage, catalog: catalogPage, layer: layerPage, geocode: geocodePage, embed: embedPage };
-  var page = pages[document.body.getAttribute("data-page")];
-  if (page) page();
+
+  // for the page scripts that follow (deferred, so they run before DOMContentLoaded)
+  window.GSPortal = {
+    config: config, t: t, esc: esc, $: $, api: api, request: request, download: download, query: query,
+    colon: colon, currencyHtml: currencyHtml, classBadge: classBadge, showError: showError, roleName: roleName,
+    problemText: problemText, problemHtml: problemHtml, needKey: needKey, signIn: signIn, signOut: signOut,
+    key: function () { return KEY; }, who: function () { return WHO; }, pages: pages
+  };
+
+  function start() {
+    showAccount();
+    var page = pages[document.body.getAttribute("data-page")];
+    if (page) page();
+  }
+  // deferred scripts all run before DOMContentLoaded (readyState is already "interactive" then)
+  document.addEventListener("DOMContentLoaded", start);
 })();
