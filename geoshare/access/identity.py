@@ -64,6 +64,9 @@ class Principal:
     key_prefix: str | None
     user_id: int | None = None
     grants: Mapping[str, Grant] = field(default_factory=dict, compare=False, hash=False)
+    # until when a worker may reuse this principal for the same key without asking the database:
+    # None for keys bound to referrers or IPs (checked per request) and for trusted principals
+    cacheable_until: datetime | None = field(default=None, compare=False, hash=False)
 
     @classmethod
     def anonymous(cls) -> Principal:
@@ -156,7 +159,7 @@ _LOOKUP = text(
     """
     SELECT k.digest, k.department_code, k.role, k.user_id, k.expires_at, k.revoked_at,
            k.allowed_referrers, k.allowed_ips, k.last_used_at, u.role AS user_role, u.disabled_at,
-           g.grants
+           g.grants, (current_date + 1)::timestamptz AS day_ends
     FROM gs.api_key k
     LEFT JOIN gs.app_user u ON u.id = k.user_id
     LEFT JOIN LATERAL ("""
@@ -221,12 +224,18 @@ def authenticate(
     role = row["role"]
     if row["user_role"] is not None and rank(row["user_role"]) < rank(role):
         role = row["user_role"]  # a user demoted after the key was issued
+    cacheable_until = None
+    if not row["allowed_referrers"] and not row["allowed_ips"]:
+        # agreements start and end with the database's day; touch last_used_at about once a minute
+        limits = [row["day_ends"], now + LAST_USED_EVERY]
+        cacheable_until = min([*limits, row["expires_at"]] if row["expires_at"] else limits)
     return Principal(
         department=row["department_code"],
         role=role,
         key_prefix=prefix,
         user_id=row["user_id"],
         grants=merge_grants(row["grants"] or []),
+        cacheable_until=cacheable_until,
     )
 
 

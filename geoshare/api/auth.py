@@ -1,15 +1,20 @@
 """Request authentication: the ``principal`` dependency and the permission checks built on it.
 
 The key travels in the ``X-API-Key`` header or, for tile URLs and embeds, the ``key`` query
-parameter. A request without one is anonymous and costs nothing (no database, no thread hop); a
-keyed request costs one primary-key probe on its own pooled connection. The principal is also left
-on ``request.state.principal`` for later consumers (audit). Keys are never logged in full.
+parameter. A request without one is anonymous and costs nothing (no database, no thread hop). A
+keyed request costs one primary-key probe on its own pooled connection, unless this worker has
+authenticated the same key within the last minute: then the principal is reused, for as long as
+nothing was announced on ``gs_access`` (any change to keys, users, departments or agreements drops
+every reused principal at once), the key has not expired and the day has not changed. Keys bound to
+referrers or IPs are checked against the database every time. The principal is also left on
+``request.state.principal`` for later consumers (audit). Keys are never logged in full.
 """
 
 from __future__ import annotations
 
 import logging
 import re
+from datetime import UTC, datetime
 
 from fastapi import Depends, Request
 from sqlalchemy import Engine
@@ -17,6 +22,7 @@ from starlette.concurrency import run_in_threadpool
 
 from geoshare.access import keys
 from geoshare.access.identity import Forbidden, Principal, Unauthenticated, authenticate, origin_of
+from geoshare.services.layer_cache import layer_cache
 from layers.errors import BadParameter
 
 log = logging.getLogger("geoshare.auth")
@@ -24,6 +30,7 @@ log = logging.getLogger("geoshare.auth")
 KEY_HEADER = "X-API-Key"
 KEY_PARAM = "key"
 ANONYMOUS = Principal.anonymous()
+MAX_REUSED = 10_000  # principals kept per worker
 _NEED_KEY = f"an API key is required: send it in the {KEY_HEADER} header or the {KEY_PARAM} parameter"
 
 
@@ -57,6 +64,18 @@ async def principal(request: Request) -> Principal:
     if key is None:
         request.state.principal = ANONYMOUS
         return ANONYMOUS
+    state = request.app.state
+    registry = layer_cache(state)
+    digest = keys.digest(key)
+    reused = registry.principals.get(digest) if registry.live else None
+    if (
+        isinstance(reused, Principal)
+        and reused.cacheable_until
+        and reused.cacheable_until > datetime.now(UTC)
+    ):
+        request.state.principal = reused
+        return reused
+    generation = registry.access_generation
     client_ip = request.client.host if request.client else None
     try:
         who = await run_in_threadpool(
@@ -69,6 +88,10 @@ async def principal(request: Request) -> Principal:
     except Forbidden as exc:
         log.info("refused API key %s from %s: %s", keys.redact(key), client_ip, exc.detail)
         raise
+    if who.cacheable_until is not None and registry.live and generation == registry.access_generation:
+        if len(registry.principals) >= MAX_REUSED:
+            registry.principals = {}
+        registry.principals[digest] = who
     request.state.principal = who
     return who
 

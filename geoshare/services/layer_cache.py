@@ -28,6 +28,7 @@ from layers.registry import TRUSTED, get_layer
 log = logging.getLogger("geoshare.layer_cache")
 
 CHANNEL = "gs_layer"
+ACCESS_CHANNEL = "gs_access"  # keys, users, departments, agreements (migration 0008)
 _SYNC = "sync:"
 
 
@@ -41,6 +42,9 @@ class LayerCache:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._synced: dict[str, threading.Event] = {}
+        # principals by key digest, dropped on any change announced on ACCESS_CHANNEL (see api.auth)
+        self.principals: dict[str, object] = {}
+        self.access_generation = 0
         self._thread: threading.Thread | None = None
 
     # -- reading -------------------------------------------------------------------------------
@@ -109,14 +113,19 @@ class LayerCache:
             try:
                 with psycopg.connect(self._dsn(), autocommit=True, connect_timeout=5) as conn:
                     conn.execute(f"LISTEN {CHANNEL}")
+                    conn.execute(f"LISTEN {ACCESS_CHANNEL}")
                     with self._lock:  # changes made while we were not listening are unknown
                         self._rows.clear()
                         self._generation += 1
+                        self._forget_principals()
                         self._live = True
                     delay = 0.5
                     while not self._stop.is_set():
                         for note in conn.notifies(timeout=1.0):
-                            self._apply(note.payload)
+                            if note.channel == ACCESS_CHANNEL:
+                                self._forget_principals()
+                            else:
+                                self._apply(note.payload)
             except Exception as exc:  # noqa: BLE001 - any failure: stop serving from the cache, retry
                 if not self._stop.is_set():
                     log.warning(
@@ -127,10 +136,15 @@ class LayerCache:
                     self._live = False
                     self._rows.clear()
                     self._generation += 1
+                    self._forget_principals()
                 for event in list(self._synced.values()):
                     event.set()  # nothing is cached any more: waiting callers may go on
             self._stop.wait(delay)
             delay = min(delay * 2, 10.0)
+
+    def _forget_principals(self) -> None:
+        self.access_generation += 1
+        self.principals = {}
 
     def _apply(self, payload: str) -> None:
         if payload.startswith(_SYNC):
