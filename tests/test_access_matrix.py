@@ -341,7 +341,8 @@ def test_revoked_key_is_refused_on_the_next_request(
     headers = {"X-API-Key": key}
     assert app_client.get("/collections/shr/items", headers=headers).status_code == 200
     with engine.begin() as conn:
-        revoke_key(conn, key)
+        revoke_key(conn, key)  # straight in the database, as another process would
+    assert app_client.app.state.layer_cache.sync()  # type: ignore[attr-defined] # its announcement arrived
     for path in ("/collections/shr/items", "/collections/pub", "/catalog", "/layers/pub/versions"):
         r = app_client.get(path, headers=headers)
         assert r.status_code == 401, (path, r.text)

@@ -162,7 +162,7 @@ def test_revocation_and_expiry_take_effect_on_the_next_request(
     assert client.get("/collections/rst/items", headers=reader).status_code == 404
     current = _approve(client, world)
     assert client.get("/collections/rst/items", headers=reader).status_code == 200
-    with db.begin() as conn:  # the period ends: no restart, no cache to wait for
+    with db.begin() as conn:  # the period ends, changed in the database as another process would
         conn.execute(
             text(
                 "UPDATE gs.agreement SET starts_on = current_date - 9, ends_on = current_date - 1"
@@ -170,6 +170,7 @@ def test_revocation_and_expiry_take_effect_on_the_next_request(
             ),
             {"i": current["id"]},
         )
+    assert client.app.state.layer_cache.sync()  # type: ignore[attr-defined] # announced to the workers
     assert client.get("/collections/rst/items", headers=reader).status_code == 404
 
 

@@ -116,6 +116,7 @@ def test_expired_key_stops_at_once(client: TestClient, db: Engine, seeded: dict[
             text("UPDATE gs.api_key SET expires_at = now() - interval '1 second' WHERE prefix = :p"),
             {"p": created.info.prefix},
         )
+    assert client.app.state.layer_cache.sync()  # type: ignore[attr-defined] # the change was announced
     r = client.get("/whoami", headers=h(created.key))
     assert r.status_code == 401 and "expired on" in _detail(r)
     listed = {
@@ -369,6 +370,7 @@ def test_user_bound_keys(client: TestClient, db: Engine, seeded: dict[str, str])
     assert client.get("/whoami", headers=h(key)).json()["user_id"] == uid
     with db.begin() as conn:
         conn.execute(text("UPDATE gs.app_user SET disabled_at = now() WHERE id = :id"), {"id": uid})
+    assert client.app.state.layer_cache.sync()  # type: ignore[attr-defined]
     r = client.get("/whoami", headers=h(key))
     assert r.status_code == 401 and "disabled" in _detail(r)
     refused = client.post("/admin/keys", headers=root, json={"department": SCJ, "user_id": uid})

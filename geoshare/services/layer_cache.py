@@ -142,6 +142,11 @@ class LayerCache:
             self._stop.wait(delay)
             delay = min(delay * 2, 10.0)
 
+    def forget_principals(self) -> None:
+        """Drop every reused principal now (this worker changed keys or agreements itself)."""
+        with self._lock:
+            self._forget_principals()
+
     def _forget_principals(self) -> None:
         self.access_generation += 1
         self.principals = {}

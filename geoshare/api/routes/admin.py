@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Connection
 from starlette.responses import Response
@@ -24,6 +24,7 @@ from geoshare.api.auth import (
     require_platform_admin,
 )
 from geoshare.api.deps import get_conn
+from geoshare.services.layer_cache import layer_cache
 
 router = APIRouter(tags=["access"])
 
@@ -158,18 +159,25 @@ def list_keys(
 
 @router.post("/admin/keys/{prefix}/revoke", summary="Revoke a key (takes effect on the next request)")
 def revoke_key(
-    prefix: str, conn: Connection = Depends(get_conn), who: Principal = Depends(require_authenticated)
+    prefix: str,
+    request: Request,
+    conn: Connection = Depends(get_conn),
+    who: Principal = Depends(require_authenticated),
 ) -> Response:
     if not who.is_platform_admin:
         require_department_admin(who, who.department or "")
     scope = None if who.is_platform_admin else who.department
     revoked = store.revoke_key(conn, prefix, scope)
     audit.record_change(conn, who, "key.revoke", f"key:{revoked.prefix}")
+    layer_cache(request.app.state).forget_principals()  # committed (autocommit): stop reusing it here now
     return _json(revoked)
 
 
 @router.delete("/admin/keys/{prefix}", summary="Revoke a key (kept, revoked, for the audit trail)")
 def delete_key(
-    prefix: str, conn: Connection = Depends(get_conn), who: Principal = Depends(require_authenticated)
+    prefix: str,
+    request: Request,
+    conn: Connection = Depends(get_conn),
+    who: Principal = Depends(require_authenticated),
 ) -> Response:
-    return revoke_key(prefix, conn, who)
+    return revoke_key(prefix, request, conn, who)

@@ -6,7 +6,7 @@ from datetime import date
 from typing import Any
 
 import orjson
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Connection
 from starlette.responses import Response
@@ -14,7 +14,8 @@ from starlette.responses import Response
 from geoshare.access import agreements
 from geoshare.access.identity import Principal
 from geoshare.api.auth import require_authenticated
-from geoshare.api.deps import get_conn, get_tx_conn
+from geoshare.api.deps import get_conn
+from geoshare.services.layer_cache import layer_cache
 
 router = APIRouter(tags=["sharing agreements"])
 
@@ -44,6 +45,13 @@ class DecisionIn(BaseModel):
     note: str | None = None
 
 
+def _changed(request: Request, doc: Any, status: int = 200) -> Response:
+    """After a committed change: this worker forgets reused principals before answering, so the
+    caller's next request sees it even before the database's announcement arrives."""
+    layer_cache(request.app.state).forget_principals()
+    return _json(doc, status)
+
+
 def _json(doc: Any, status: int = 200) -> Response:
     return Response(orjson.dumps(doc), status_code=status, media_type="application/json")
 
@@ -51,22 +59,23 @@ def _json(doc: Any, status: int = 200) -> Response:
 @router.post("/agreements", status_code=201, summary="File a sharing agreement request (共享协议申请)")
 def file_agreement(
     body: AgreementIn,
+    request: Request,
     who: Principal = Depends(require_authenticated),
-    conn: Connection = Depends(get_tx_conn),
 ) -> Response:
-    agreement = agreements.file(
-        conn,
-        who,
-        consumer=body.consumer,
-        provider=body.provider,
-        layers=[agreements.LayerGrant(g.layer, g.fields) for g in body.layers],
-        purpose=body.purpose,
-        starts_on=body.starts_on,
-        ends_on=body.ends_on,
-        update_frequency=body.update_frequency,
-        area_code=body.area_code,
-    )
-    return _json(agreement.as_dict(), 201)
+    with request.app.state.engine.begin() as conn:  # committed before answering (see _changed)
+        agreement = agreements.file(
+            conn,
+            who,
+            consumer=body.consumer,
+            provider=body.provider,
+            layers=[agreements.LayerGrant(g.layer, g.fields) for g in body.layers],
+            purpose=body.purpose,
+            starts_on=body.starts_on,
+            ends_on=body.ends_on,
+            update_frequency=body.update_frequency,
+            area_code=body.area_code,
+        )
+    return _changed(request, agreement.as_dict(), 201)
 
 
 @router.get("/agreements", summary="Agreements the caller's department is party to (platform admins: all)")
@@ -91,31 +100,37 @@ def get_agreement(
 @router.post("/agreements/{agreement_id}/approve", summary="Approve a request (provider)")
 def approve(
     agreement_id: int,
+    request: Request,
     body: DecisionIn | None = None,
     who: Principal = Depends(require_authenticated),
-    conn: Connection = Depends(get_tx_conn),
 ) -> Response:
     note = body.note if body else None
-    return _json(agreements.decide(conn, who, agreement_id, approve=True, note=note).as_dict())
+    with request.app.state.engine.begin() as conn:
+        done = agreements.decide(conn, who, agreement_id, approve=True, note=note)
+    return _changed(request, done.as_dict())
 
 
 @router.post("/agreements/{agreement_id}/reject", summary="Reject a request (provider)")
 def reject(
     agreement_id: int,
+    request: Request,
     body: DecisionIn | None = None,
     who: Principal = Depends(require_authenticated),
-    conn: Connection = Depends(get_tx_conn),
 ) -> Response:
     note = body.note if body else None
-    return _json(agreements.decide(conn, who, agreement_id, approve=False, note=note).as_dict())
+    with request.app.state.engine.begin() as conn:
+        done = agreements.decide(conn, who, agreement_id, approve=False, note=note)
+    return _changed(request, done.as_dict())
 
 
 @router.post("/agreements/{agreement_id}/revoke", summary="Revoke an agreement or withdraw a request")
 def revoke(
     agreement_id: int,
+    request: Request,
     body: DecisionIn | None = None,
     who: Principal = Depends(require_authenticated),
-    conn: Connection = Depends(get_tx_conn),
 ) -> Response:
     note = body.note if body else None
-    return _json(agreements.revoke(conn, who, agreement_id, note).as_dict())
+    with request.app.state.engine.begin() as conn:
+        done = agreements.revoke(conn, who, agreement_id, note)
+    return _changed(request, done.as_dict())
