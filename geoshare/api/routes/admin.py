@@ -66,6 +66,7 @@ def _json(doc: Any, status: int = 200, **headers: str) -> Response:
 @router.get("/whoami", summary="The identity behind the request's API key (anonymous without one)")
 def whoami(who: Principal = Depends(principal)) -> Response:
     doc: dict[str, Any] = {"anonymous": who.is_anonymous, **who.__dict__}
+    doc.pop("cacheable_until", None)  # the worker's business
     doc["grants"] = {
         layer: {"fields": sorted(g.fields), "area_limited": g.area is not None, "agreements": g.agreements}
         for layer, g in who.grants.items()
