@@ -14,7 +14,11 @@ def make_engine(url: str, pool_size: int = 8) -> Engine:
         url,
         pool_size=pool_size,
         max_overflow=pool_size,
-        pool_pre_ping=True,
+        # no ping per checkout: it is a round trip on every request (on the event loop for async
+        # dependencies); after a database restart the first use of a stale connection fails once and
+        # SQLAlchemy then replaces the whole pool
+        pool_pre_ping=False,
+        pool_recycle=1800,
         # JIT compilation costs far more than it saves on short spatial queries; parallel workers
         # for one tile or page cost more than they save when many requests share a few cores
         connect_args={"options": "-c jit=off -c max_parallel_workers_per_gather=0"},
