@@ -1,6 +1,6 @@
 """What access control costs: keyed reads under a sharing agreement beside anonymous public reads.
 
-    .venv/bin/python -m benchmarks.access_overhead [--seconds 10 --rounds 3]   # ~12 minutes
+    .venv/bin/python -m benchmarks.access_overhead [--seconds 10 --rounds 3]   # ~10 minutes
     .venv/bin/python -m benchmarks.access_overhead --quick                     # ~2 minutes
 
 The tile benchmark's points layer (1,000,000 points, database ``geoshare_bench_tiles``) read four

@@ -1,22 +1,24 @@
 """Vector tile (MVT) benchmark: GeoShare beside tipg on the same database and data, with ceilings.
 
-    .venv/bin/python -m benchmarks.tiles [--seconds 10 --rounds 3]    # full run, ~15 minutes
-    .venv/bin/python -m benchmarks.tiles --quick                       # smoke run, ~3 minutes
+    .venv/bin/python -m benchmarks.tiles [--seconds 10 --rounds 3]    # full run, ~11 minutes
+    .venv/bin/python -m benchmarks.tiles --quick                       # smoke run, ~2 minutes
 
 Three layers published through the real publish path (1,000,000 points, 200,000 street-like lines,
 300,000 building-like polygons over Beijing), a fixed list of ~2,000 distinct tiles at z10–16 that
 hold data, and five things driven with the same list at 2 and 8 connections, alternating per round:
 
 * GeoShare uncached (tile cache off) and tipg, 2 uvicorn workers each, wrk from a second process;
-* GeoShare cached (the list served once first, so every tile is a cache hit);
+* GeoShare cached (one server for all rounds, every tile put in both workers' caches first);
 * a bare uvicorn app returning a fixed 20 KB body: the HTTP ceiling (and, for reference, the same
   body from one async FastAPI route: the framework's own ceiling);
 * GeoShare's tile SQL (``mvt_sql``) and tipg's (captured from tipg's own code) driven directly with
   asyncpg: the database ceilings of the two designs.
 
 Both servers are asked for the same attributes and the same feature limit (10,000), with the same MVT
-buffer (tipg's ``TIPG_TILE_BUFFER`` set to GeoShare's 64); a sample of tiles from both is decoded
-and compared feature by feature, and the verdict is part of the results.
+buffer (tipg's ``TIPG_TILE_BUFFER`` set to GeoShare's 64), on a database with the production
+database's settings (``jit=off``); a sample of tiles from both is decoded and compared feature by
+feature, and the verdict is part of the results. GeoShare runs as deployed (auditing on), with rate
+limits raised so that one client address is never refused.
 """
 
 from __future__ import annotations
