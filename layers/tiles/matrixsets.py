@@ -143,3 +143,18 @@ def tile_limits(tms: TileMatrixSet, extent: list[float] | None) -> list[dict[str
             }
         )
     return out
+
+
+def parse_tile(
+    tms_id: str, tile_matrix: str, tile_row: str, tile_col: str
+) -> tuple[TileMatrixSet, int, int, int]:
+    """A tile address from URL path segments: the set and (z, row, col), each checked against it
+    (404 for an unknown set or an index outside it, 400 for a malformed index)."""
+    tms = get_tms(tms_id)
+    z, row, col = (
+        parse_index(tile_matrix, "tileMatrix"),
+        parse_index(tile_row, "tileRow"),
+        parse_index(tile_col, "tileCol"),
+    )
+    check_tile(tms, z, row, col)
+    return tms, z, row, col

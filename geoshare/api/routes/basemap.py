@@ -17,15 +17,15 @@ from starlette.responses import Response
 
 from geoshare.access.identity import Principal
 from geoshare.api import ogc_docs
-from geoshare.api.auth import KEY_HEADER, KEY_PARAM, principal
+from geoshare.api.auth import KEY_PARAM, principal
 from geoshare.api.deps import base_url, get_conn
 from geoshare.api.ogc_params import single
 from geoshare.api.routes.tiles import (
-    IMMUTABLE_SECONDS,
     MVT,
     TILEJSON_VERSION,
     etag_matches,
     tile_cache,
+    tile_headers,
 )
 from geoshare.services.basemap import basemap_config, readable_parts
 from geoshare.services.layer_cache import layer_cache
@@ -34,7 +34,7 @@ from layers.basemap.config import Basemap
 from layers.basemap.style import PALETTES, build_style
 from layers.basemap.tiles import Part, fetch_basemap_tile, tile_key
 from layers.errors import BadParameter
-from layers.tiles.matrixsets import check_tile, get_tms, parse_index
+from layers.tiles.matrixsets import get_tms, parse_tile
 from layers.tiles.mvt import DEFAULT_FEATURE_LIMIT
 
 router = APIRouter(tags=["base map"])
@@ -184,13 +184,7 @@ def basemap_tile(
     conn: Connection = Depends(get_conn),
 ) -> Response:
     _check(request.query_params, {KEY_PARAM, "v"})
-    tms = get_tms(tms_id)
-    z, row, col = (
-        parse_index(tile_matrix, "tileMatrix"),
-        parse_index(tile_row, "tileRow"),
-        parse_index(tile_col, "tileCol"),
-    )
-    check_tile(tms, z, row, col)
+    _, z, row, col = parse_tile(tms_id, tile_matrix, tile_row, tile_col)
     # content zooms are Web Mercator levels: WorldCRS84Quad level z shows about level z + 1, while
     # Tianditu's c grid (CGCS2000Quad) numbers its levels to match Web Mercator's scales
     content_zoom = z + 1 if tms_id == "WorldCRS84Quad" else z
@@ -200,11 +194,7 @@ def basemap_tile(
     etag = key.etag()
     versions = ".".join(str(p.layer.current_version) for p in every)
     shareable = who.is_anonymous and all(p.layer.sharing_class == "public" for p in parts)
-    if single(request.query_params, "v") == versions:
-        cache_control = f"{'public' if shareable else 'private'}, max-age={IMMUTABLE_SECONDS}, immutable"
-    else:
-        cache_control = "no-cache" if shareable else "private, no-cache"
-    headers = {"ETag": etag, "Cache-Control": cache_control, "Vary": KEY_HEADER}
+    headers = tile_headers(etag, shareable, single(request.query_params, "v") == versions)
     if etag_matches(request.headers.get("if-none-match"), etag):
         return Response(status_code=304, headers=headers)
     cache = tile_cache(request.app.state)

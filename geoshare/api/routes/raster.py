@@ -22,12 +22,12 @@ from starlette.datastructures import QueryParams
 from starlette.responses import Response
 
 from geoshare.access.identity import Principal
-from geoshare.api.auth import KEY_HEADER, KEY_PARAM, principal
+from geoshare.api.auth import KEY_PARAM, principal
 from geoshare.api.deps import get_conn
 from geoshare.api.ogc_params import parse_datetime, single
 from geoshare.api.routes import basemap as basemap_routes
 from geoshare.api.routes import tiles as tile_routes
-from geoshare.api.routes.tiles import IMMUTABLE_SECONDS, SHAPING_PARAMS, etag_matches, tile_cache, tile_source
+from geoshare.api.routes.tiles import SHAPING_PARAMS, etag_matches, tile_cache, tile_headers, tile_source
 from geoshare.services.basemap import basemap_config, readable_parts
 from geoshare.services.layer_cache import layer_cache
 from layers.basemap.style import PALETTES
@@ -45,7 +45,7 @@ from layers.render.tiles import (
     style_fingerprint,
 )
 from layers.tiles.cache import TileKey
-from layers.tiles.matrixsets import check_tile, get_tms, parse_index
+from layers.tiles.matrixsets import parse_tile
 from layers.tiles.mvt import DEFAULT_FEATURE_LIMIT, TileRequest
 
 router = APIRouter(tags=["raster tiles"])
@@ -85,13 +85,7 @@ def parse_address(tms_id: str, tile_matrix: str, tile_row: str, tile_col: str, f
         raise BadParameter(
             f"raster tile format must be one of {', '.join(FORMATS)}, got {fmt!r}", field="format"
         )
-    tms = get_tms(tms_id)
-    z, row, col = (
-        parse_index(tile_matrix, "tileMatrix"),
-        parse_index(tile_row, "tileRow"),
-        parse_index(tile_col, "tileCol"),
-    )
-    check_tile(tms, z, row, col)
+    _, z, row, col = parse_tile(tms_id, tile_matrix, tile_row, tile_col)
     return TileAddress(tms_id, z, row, col, fmt)
 
 
@@ -109,11 +103,7 @@ def _cached_response(
     request: Request, key: RasterKey, fmt: str, immutable: bool, shareable: bool, draw: Callable[[], bytes]
 ) -> Response:
     etag = key.etag()
-    if immutable:
-        cache_control = f"{'public' if shareable else 'private'}, max-age={IMMUTABLE_SECONDS}, immutable"
-    else:
-        cache_control = "no-cache" if shareable else "private, no-cache"
-    headers = {"ETag": etag, "Cache-Control": cache_control, "Vary": KEY_HEADER}
+    headers = tile_headers(etag, shareable, immutable)
     if etag_matches(request.headers.get("if-none-match"), etag):
         return Response(status_code=304, headers=headers)
     cache = tile_cache(request.app.state)

@@ -33,7 +33,7 @@ from layers.errors import BadParameter
 from layers.model import LayerInfo
 from layers.registry import layer_not_found, redact
 from layers.tiles.cache import DEFAULT_BUDGET, TileCache, TileKey
-from layers.tiles.matrixsets import TMS_IDS, check_tile, get_tms, parse_index, tile_limits
+from layers.tiles.matrixsets import TMS_IDS, get_tms, parse_tile, tile_limits
 from layers.tiles.mvt import DEFAULT_FEATURE_LIMIT, TileRequest, fetch_tile
 
 router = APIRouter(tags=["OGC API – Tiles"])
@@ -217,13 +217,7 @@ def _address(
 ) -> tuple[int, int, int, int | None]:
     _check_params(params, TILE_PARAMS)
     _format(params, ("mvt", MVT))
-    tms = get_tms(tms_id)
-    z, row, col = (
-        parse_index(tile_matrix, "tileMatrix"),
-        parse_index(tile_row, "tileRow"),
-        parse_index(tile_col, "tileCol"),
-    )
-    check_tile(tms, z, row, col)
+    _, z, row, col = parse_tile(tms_id, tile_matrix, tile_row, tile_col)
     return z, row, col, _version_param(params)
 
 
