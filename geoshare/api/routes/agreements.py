@@ -97,6 +97,14 @@ def get_agreement(
     return _json(agreements.get(conn, who, agreement_id).as_dict())
 
 
+def _decide(
+    request: Request, who: Principal, agreement_id: int, body: DecisionIn | None, approve: bool
+) -> Response:
+    with request.app.state.engine.begin() as conn:
+        done = agreements.decide(conn, who, agreement_id, approve=approve, note=body.note if body else None)
+    return _changed(request, done.as_dict())
+
+
 @router.post("/agreements/{agreement_id}/approve", summary="Approve a request (provider)")
 def approve(
     agreement_id: int,
@@ -104,10 +112,7 @@ def approve(
     body: DecisionIn | None = None,
     who: Principal = Depends(require_authenticated),
 ) -> Response:
-    note = body.note if body else None
-    with request.app.state.engine.begin() as conn:
-        done = agreements.decide(conn, who, agreement_id, approve=True, note=note)
-    return _changed(request, done.as_dict())
+    return _decide(request, who, agreement_id, body, approve=True)
 
 
 @router.post("/agreements/{agreement_id}/reject", summary="Reject a request (provider)")
@@ -117,10 +122,7 @@ def reject(
     body: DecisionIn | None = None,
     who: Principal = Depends(require_authenticated),
 ) -> Response:
-    note = body.note if body else None
-    with request.app.state.engine.begin() as conn:
-        done = agreements.decide(conn, who, agreement_id, approve=False, note=note)
-    return _changed(request, done.as_dict())
+    return _decide(request, who, agreement_id, body, approve=False)
 
 
 @router.post("/agreements/{agreement_id}/revoke", summary="Revoke an agreement or withdraw a request")
