@@ -24,7 +24,9 @@ DEPARTMENT = "bench"
 FULL_COUNTS = {"points": 1_000_000, "lines": 200_000, "polygons": 300_000}
 _M_PER_DEG_LAT = 111_320.0
 _M_PER_DEG_LON = 85_390.0  # at 40°N
-_ROW = text("SELECT table_name, feature_count, attributes, sharing_class FROM gs.layer WHERE id = :id")
+_ROW = text(
+    "SELECT table_name, feature_count, attributes, sharing_class, tile_pyramid FROM gs.layer WHERE id = :id"
+)
 
 
 @dataclass(frozen=True)
@@ -163,10 +165,29 @@ def ensure_layers(url: str, scale: float = 1.0, suffix: str = "") -> dict[str, B
             print(f"published {lid}: {n} features in {time.perf_counter() - t0:.1f}s", flush=True)
         elif row.sharing_class != "public":
             set_sharing_class(eng, lid, "public")
+        if row.tile_pyramid is None:
+            build_pyramid(url, lid)
         columns = {a["name"]: a["column"] for a in row.attributes}
         out[kind] = BenchLayer(kind, lid, row.table_name, columns, n)
     eng.dispose()
     return out
+
+
+def build_pyramid(url: str, lid: str) -> None:
+    """Render the layer's dense tiles as a publish does (the service's default settings)."""
+    from geoshare.services import tile_pyramids
+    from geoshare.settings import Settings
+
+    eng = create_engine(url)
+    t0 = time.perf_counter()
+    pyramid = tile_pyramids.build(eng, Settings(database_url=url), lid)
+    eng.dispose()
+    if pyramid is not None:
+        print(
+            f"{lid}: {pyramid.tiles} dense tiles ({pyramid.bytes / 1e6:.0f} MB) rendered in "
+            f"{time.perf_counter() - t0:.1f}s",
+            flush=True,
+        )
 
 
 def set_sharing_class(eng: Engine, lid: str, sharing_class: str) -> None:

@@ -19,6 +19,9 @@ def _int(name: str, default: int) -> int:
         raise ValueError(f"{name} must be an integer, got {raw!r}") from exc
 
 
+_PYRAMID_TMS = ("WebMercatorQuad", "CGCS2000Quad")
+
+
 @dataclass(frozen=True)
 class Settings:
     database_url: str = DEFAULT_DATABASE_URL
@@ -33,6 +36,10 @@ class Settings:
     basemap_config: str | None = None  # TOML file; default: geoshare/config/basemap.toml
     imagery_dir: str = "data/imagery"  # Cloud-Optimized GeoTIFFs of the imagery service
     tile_store_dir: str | None = None  # shared on-disk store of base map tiles (seeded or written through)
+    # dense-tile pyramids rendered after each publish: tiles with at least this many features (0: off)
+    tile_pyramid_min_features: int = 1_000
+    tile_pyramid_max_zoom: int = 16
+    tile_pyramid_tms: tuple[str, ...] = _PYRAMID_TMS
     extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -50,6 +57,13 @@ class Settings:
             basemap_config=os.environ.get("GEOSHARE_BASEMAP_CONFIG") or None,
             tile_store_dir=os.environ.get("GEOSHARE_TILE_STORE") or None,
             imagery_dir=os.environ.get("GEOSHARE_IMAGERY_DIR") or "data/imagery",
+            tile_pyramid_min_features=_int("GEOSHARE_TILE_PYRAMID_MIN_FEATURES", 1_000),
+            tile_pyramid_max_zoom=_int("GEOSHARE_TILE_PYRAMID_MAX_ZOOM", 16),
+            tile_pyramid_tms=tuple(
+                t.strip()
+                for t in os.environ.get("GEOSHARE_TILE_PYRAMID_TMS", ",".join(_PYRAMID_TMS)).split(",")
+                if t.strip()
+            ),
         )
 
 

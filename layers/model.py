@@ -64,6 +64,49 @@ class LayerMetadata:
 
 
 @dataclass(frozen=True)
+class TilePyramid:
+    """A layer version's pre-rendered dense tiles (see ``layers.tiles.pyramid``): which requests
+    they answer is decided by how they were cut."""
+
+    table: str  # in schema layerdata
+    version: int
+    tms_ids: tuple[str, ...]
+    attributes: tuple[str, ...]  # the properties of every tile, in order
+    feature_limit: int
+    min_features: int  # tiles with at least this many features were rendered
+    tiles: int
+    bytes: int
+    seconds: float
+
+    @classmethod
+    def from_json(cls, doc: dict[str, Any]) -> TilePyramid:
+        return cls(
+            table=doc["table"],
+            version=int(doc["version"]),
+            tms_ids=tuple(doc["tms_ids"]),
+            attributes=tuple(doc["attributes"]),
+            feature_limit=int(doc["feature_limit"]),
+            min_features=int(doc["min_features"]),
+            tiles=int(doc["tiles"]),
+            bytes=int(doc["bytes"]),
+            seconds=float(doc["seconds"]),
+        )
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "table": self.table,
+            "version": self.version,
+            "tms_ids": list(self.tms_ids),
+            "attributes": list(self.attributes),
+            "feature_limit": self.feature_limit,
+            "min_features": self.min_features,
+            "tiles": self.tiles,
+            "bytes": self.bytes,
+            "seconds": self.seconds,
+        }
+
+
+@dataclass(frozen=True)
 class LayerInfo:
     """A published layer as readers see it."""
 
@@ -93,11 +136,14 @@ class LayerInfo:
     attributes: list[Attribute]
     created_at: datetime
     updated_at: datetime
+    tile_pyramid: TilePyramid | None = None  # the current version's dense tiles, once rendered
 
     @classmethod
     def from_row(cls, row: Any) -> LayerInfo:
         m = dict(row._mapping)
         m["attributes"] = [Attribute(**a) for a in (m.get("attributes") or [])]
+        pyramid = m.get("tile_pyramid")
+        m["tile_pyramid"] = TilePyramid.from_json(pyramid) if pyramid else None
         return cls(**{k: m[k] for k in cls.__dataclass_fields__})
 
     def attribute(self, name: str) -> Attribute | None:

@@ -98,7 +98,8 @@ def _update_registry(
                 restricted_fields = :restricted_fields, update_frequency = :update_frequency,
                 source = :source, licence = :licence, source_crs = :source_crs, key_field = :key_field,
                 time_field = :time_field, current_version = :version, table_name = :table,
-                feature_count = :feature_count, geometry_type = :geometry_type, extent = :extent,
+                tile_pyramid = NULL, feature_count = :feature_count, geometry_type = :geometry_type,
+                extent = :extent,
                 time_extent = CAST(:time_extent AS timestamptz[]), attributes = CAST(:attributes AS jsonb),
                 updated_at = now()
             WHERE id = :id
@@ -278,7 +279,7 @@ def _layer_tables(conn: Connection, uid: int) -> list[str]:
     return list(
         conn.execute(
             text("SELECT tablename FROM pg_tables WHERE schemaname = 'layerdata' AND tablename ~ :pattern"),
-            {"pattern": f"^l{uid}_v[0-9]+$"},
+            {"pattern": f"^l{uid}_v[0-9]+(_tiles)?$"},
         ).scalars()
     )
 
@@ -296,12 +297,17 @@ def delete_layer(conn: Connection, layer_id: str) -> None:
 def prune_versions(conn: Connection, layer_id: str, keep: int) -> list[int]:
     """Drop the data tables of all but the newest ``keep`` versions; their history rows stay.
 
-    Run it after the publish has committed: dropping a table waits for its readers.
+    Dense-tile pyramids of every version but the current one go too: only the current version's is
+    ever read. Run it after the publish has committed: dropping a table waits for its readers.
     """
     if keep < 1:
         raise BadParameter("at least the current version must be kept", field="keep")
     layer = conn.execute(
-        text("SELECT current_version FROM gs.layer WHERE id = :id FOR UPDATE"), {"id": layer_id}
+        text(
+            "SELECT uid, current_version, tile_pyramid->>'table' AS pyramid FROM gs.layer "
+            "WHERE id = :id FOR UPDATE"
+        ),
+        {"id": layer_id},
     ).first()
     if layer is None:
         raise NotFound(f"layer {layer_id!r} does not exist", field="id")
@@ -317,6 +323,9 @@ def prune_versions(conn: Connection, layer_id: str, keep: int) -> list[int]:
     ).all()
     for row in stale:
         storage.drop(conn, row.table_name)
+    for table in _layer_tables(conn, layer.uid):
+        if table.endswith("_tiles") and table != layer.pyramid:
+            storage.drop(conn, table)
     if stale:
         conn.execute(
             text(

@@ -47,6 +47,28 @@ def load(
     else:
         _load_with_progress(engine, scale, seed)
     _ensure_imagery(engine)
+    _ensure_dense_tiles(engine)
+
+
+def _ensure_dense_tiles(engine: object) -> None:
+    """Pre-render the dense tiles of large layers that lack them (after a load, or an upgrade that
+    introduced them); a no-op on later starts."""
+    from sqlalchemy import text
+
+    from geoshare.cli.tiles import render_dense_tiles
+    from geoshare.settings import get_settings
+
+    least = get_settings().tile_pyramid_min_features
+    if least <= 0:
+        return
+    sql = text(
+        "SELECT id FROM gs.layer WHERE current_version IS NOT NULL AND tile_pyramid IS NULL "
+        "AND feature_count >= :n ORDER BY id"
+    )
+    with engine.connect() as conn:  # type: ignore[attr-defined]
+        missing = list(conn.execute(sql, {"n": least}).scalars())
+    for layer_id in missing:
+        render_dense_tiles(layer_id)
 
 
 def _ensure_imagery(engine: object) -> None:

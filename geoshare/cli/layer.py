@@ -128,6 +128,7 @@ def publish(
             f"published {result.layer_id} version {result.version}: {result.feature_count} features",
             highlight=False,
         )
+        _render_dense_tiles(result.layer_id, result.feature_count)
         return
     result = _run(
         f"publishing {file.name} as {layer_id} …",
@@ -142,6 +143,16 @@ def publish(
         f"(+{result.added} -{result.removed} ~{result.modified}, {result.repaired} repaired)",
         highlight=False,
     )
+    _render_dense_tiles(result.layer_id, result.feature_count)
+
+
+def _render_dense_tiles(layer_id: str, feature_count: int) -> None:
+    from geoshare.cli.tiles import render_dense_tiles  # the tiles commands import this module
+
+    least = get_settings().tile_pyramid_min_features
+    if least > 0 and feature_count >= least:
+        with _one_line_errors():
+            render_dense_tiles(layer_id)
 
 
 @app.command("list")

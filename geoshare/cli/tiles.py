@@ -1,4 +1,5 @@
-"""``geoshare tiles seed`` and ``geoshare package``: tiles made ahead of time, for the server or offline."""
+"""``geoshare tiles seed|dense`` and ``geoshare package``: tiles made ahead of time, for the server or
+offline."""
 
 from __future__ import annotations
 
@@ -11,10 +12,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from geoshare.access.identity import Principal, department_principal
 from geoshare.cli.layer import _one_line_errors
 from geoshare.db.engine import get_engine
-from geoshare.services import offline
+from geoshare.services import offline, tile_pyramids
 from geoshare.settings import get_settings
 
-app = typer.Typer(no_args_is_help=True, help="Pre-render base map tiles.")
+app = typer.Typer(no_args_is_help=True, help="Pre-render base map tiles and layers' dense tiles.")
 console = Console(soft_wrap=True)
 
 
@@ -41,6 +42,37 @@ def seed_cmd(
             get_engine(), get_settings(), area, levels, lambda i, n: bar.update(task, completed=i, total=n)
         )
     console.print(f"seeded {rendered} tiles ({present} were already in the store)", highlight=False)
+
+
+def render_dense_tiles(layer_id: str) -> None:
+    """Render the layer's dense-tile pyramid with a progress bar (nothing when the layer is small)."""
+    with _bar() as bar:
+        task = bar.add_task(f"dense tiles of {layer_id}", total=None)
+        pyramid = tile_pyramids.build(
+            get_engine(), get_settings(), layer_id, lambda i, n: bar.update(task, completed=i, total=n)
+        )
+    if pyramid is None:
+        console.print(f"{layer_id}: no tile holds enough features to be pre-rendered", highlight=False)
+    else:
+        console.print(
+            f"{layer_id} v{pyramid.version}: {pyramid.tiles} dense tiles ({pyramid.bytes / 1e6:.1f} MB) "
+            f"pre-rendered in {pyramid.seconds:.1f}s",
+            highlight=False,
+        )
+
+
+@app.command("dense")
+def dense_cmd(
+    layer_id: str = typer.Argument(..., help="layer id"),
+    clear: bool = typer.Option(False, "--clear", help="drop the pre-rendered tiles instead"),
+) -> None:
+    """Pre-render the current version's dense tiles (publishing does this itself), or drop them."""
+    with _one_line_errors():
+        if clear:
+            tile_pyramids.clear(get_engine(), layer_id)
+            console.print(f"{layer_id}: dense tiles dropped; tiles are cut on request", highlight=False)
+            return
+        render_dense_tiles(layer_id)
 
 
 def package_cmd(

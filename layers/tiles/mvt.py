@@ -39,6 +39,7 @@ from layers.errors import BadParameter
 from layers.model import LayerInfo
 from layers.query import ItemsQuery, LayerTable, TimeInterval, where_clauses
 from layers.tiles.matrixsets import MERCATOR_IDS, check_tile, geographic_bounds, get_tms, tile_bounds
+from layers.tiles.pyramid import prefer_stored
 
 EXTENT = 4096  # MVT grid units across a tile
 BUFFER = 64  # grid units drawn beyond each edge, so strokes and labels join across tiles
@@ -149,6 +150,19 @@ def concatenated(parts: list[ScalarSelect[Any]]) -> ColumnElement[Any]:
     return expr
 
 
+def tile_expression(
+    layer: LayerInfo,
+    tile: TileRequest,
+    hidden: frozenset[str] = frozenset(),
+    area_wkb: bytes | None = None,
+    feature_limit: int = DEFAULT_FEATURE_LIMIT,
+) -> ColumnElement[Any]:
+    """What a tile request runs: the layer's dense-tile pyramid first when it holds this tile as
+    the reader would get it (``layers.tiles.pyramid``), else ``mvt_expression``."""
+    cut = mvt_expression(layer, tile, hidden, area_wkb, feature_limit)
+    return prefer_stored(cut, layer, tile, hidden, area_wkb, feature_limit)
+
+
 def mvt_sql(
     layer: LayerInfo,
     tile: TileRequest,
@@ -157,7 +171,7 @@ def mvt_sql(
     feature_limit: int = DEFAULT_FEATURE_LIMIT,
     prefix: str = "p",
 ) -> tuple[str, dict[str, Any]]:
-    """``mvt_expression`` as SQL text with ``:name`` binds, every bind named ``{prefix}{n}`` so the
+    """``tile_expression`` as SQL text with ``:name`` binds, every bind named ``{prefix}{n}`` so the
     texts of several layers can be joined with ``||`` inside one ``sqlalchemy.text`` statement."""
     counter = itertools.count()
 
@@ -166,7 +180,7 @@ def mvt_sql(
         bind.unique = False
 
     expr = visitors.cloned_traverse(
-        mvt_expression(layer, tile, hidden, area_wkb, feature_limit), {}, {"bindparam": rename}
+        tile_expression(layer, tile, hidden, area_wkb, feature_limit), {}, {"bindparam": rename}
     )
     # the driver-neutral dialect: no ``::type`` bind casts, which ``text()`` would not parse
     compiled = expr.compile(dialect=PGDialect(paramstyle="named"))
@@ -182,7 +196,7 @@ def fetch_tile(
     feature_limit: int = DEFAULT_FEATURE_LIMIT,
 ) -> bytes:
     """The tile's bytes in one round trip; a filter the database cannot evaluate is its 400."""
-    stmt = select(mvt_expression(layer, tile, hidden, area_wkb, feature_limit))
+    stmt = select(tile_expression(layer, tile, hidden, area_wkb, feature_limit))
     try:
         data = conn.execute(stmt).scalar()
     except DBAPIError as exc:

@@ -34,7 +34,7 @@ from geoshare.access.identity import Forbidden, Principal
 from geoshare.api.auth import principal, require_authenticated
 from geoshare.api.deps import base_url
 from geoshare.api.problems import Problem
-from geoshare.services import address_layers, geocoding, publishing
+from geoshare.services import address_layers, geocoding, publishing, tile_pyramids
 from geoshare.services.layer_cache import layer_cache
 from layers.errors import InvalidInput, NotFound
 from layers.ingest import read_source
@@ -396,6 +396,9 @@ async def publish_layer(
                 **options,
             )
     layer_cache(request.app.state).invalidate(result.layer_id)  # this worker sees its own publish at once
+    rendering = tile_pyramids.build_in_background(
+        request.app.state.engine, settings, result.layer_id, result.feature_count
+    )
     detail = {"version": result.version, "features": result.feature_count}
     audit.record_change(request.app.state.engine, who, "layer.publish", f"layer:{result.layer_id}", detail)
     base = base_url(request)
@@ -407,6 +410,8 @@ async def publish_layer(
         "removed": result.removed,
         "modified": result.modified,
         "repaired": result.repaired,
+        # the densest tiles are being pre-rendered in the background; until then they are cut on request
+        "dense_tiles": "rendering" if rendering else "none",
         "links": _links(base, result.layer_id),
     }
     if geocoded is not None:
