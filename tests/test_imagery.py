@@ -351,6 +351,18 @@ def test_etag_and_caching(
     assert fresh.status_code == 200 and fresh.headers["etag"] != etag
 
 
+def test_missing_file_is_a_503_problem(api: TestClient, published: dict, store_dir: Path) -> None:
+    image = published["pub"]
+    z, y, x = _centre_tile(image.bounds, "WebMercatorQuad", image.minzoom)
+    (store_dir / image.file_name).rename(store_dir / "moved.tif")
+    try:
+        r = api.get(f"/imagery/pub/tiles/WebMercatorQuad/{z}/{y}/{x}.png")
+        assert "missing" in _problem(r, 503, "imageryId")["detail"]
+    finally:
+        (store_dir / "moved.tif").rename(store_dir / image.file_name)
+    assert api.get(f"/imagery/pub/tiles/WebMercatorQuad/{z}/{y}/{x}.png").status_code == 200
+
+
 @pytest.mark.parametrize(
     ("path", "status", "field"),
     [

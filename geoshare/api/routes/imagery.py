@@ -15,6 +15,7 @@ a short max-age.
 
 from __future__ import annotations
 
+import logging
 import tempfile
 from pathlib import Path
 from typing import Annotated
@@ -35,6 +36,8 @@ from layers.errors import BadParameter, NotFound
 from layers.imagery import store, tiles
 from layers.imagery.store import ImageryMetadata, ImageryRecord
 from layers.tiles.matrixsets import TMS_IDS, check_tile, get_tms, parse_index
+
+log = logging.getLogger("geoshare.imagery")
 
 router = APIRouter(tags=["imagery"])
 
@@ -67,7 +70,18 @@ def _read(conn: Connection, imagery_id: str, who: Principal) -> ImageryRecord:
 
 
 def _path(request: Request, image: ImageryRecord) -> Path:
-    return store.imagery_dir(request.app.state.settings) / image.file_name
+    """The image's file; a registered image whose file is gone is the server's fault, said plainly
+    (503, logged) rather than a stack trace."""
+    path = store.imagery_dir(request.app.state.settings) / image.file_name
+    if not path.is_file():
+        log.error("imagery %s: file %s is missing from the imagery directory", image.id, image.file_name)
+        raise Problem(
+            503,
+            f"the file of image {image.id!r} is missing on this server; restore it or add the image again "
+            "(geoshare imagery add)",
+            field="imageryId",
+        )
+    return path
 
 
 def _links(base: str, image: ImageryRecord, query: dict[str, str]) -> list[dict[str, object]]:
