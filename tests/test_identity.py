@@ -487,3 +487,13 @@ def test_migration_downgrade_drops_and_upgrade_restores(database_url: str, engin
     finally:
         command.upgrade(alembic_config(database_url), "head")
     assert tables() == {"app_user", "api_key"}
+
+
+def test_department_names_are_public_contacts_are_not(client: TestClient, seeded: dict[str, str]) -> None:
+    r = client.get("/departments")
+    assert r.status_code == 200 and "max-age" in r.headers["cache-control"]
+    listed = {d["code"]: d for d in r.json()["departments"]}
+    assert listed[SCJ]["name"] == "北京市市场监督管理局"
+    assert listed[IT]["name"] == "北京市政务服务和数据管理局"
+    assert all(set(d) == {"code", "name"} for d in listed.values())  # no contact, no keys
+    assert "it@city.example" not in r.text

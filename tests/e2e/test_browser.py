@@ -15,6 +15,8 @@ from urllib.parse import quote
 import pytest
 from sqlalchemy import Engine
 
+from geoshare.demo.metadata import DEPARTMENTS as DEMO_DEPARTMENTS
+
 pytestmark = pytest.mark.timeout(240)
 PIL = pytest.importorskip("PIL.Image", reason="Pillow is needed to compare screenshots (pip install pillow)")
 
@@ -114,6 +116,11 @@ def test_catalog_search_finds_a_demo_layer(browser: Any, service: str, artifacts
     )
     browser.save_screenshot(str(artifacts / "catalog-search.png"))
     assert titles == ["应急避难场所"]
+    badges = browser.execute_script(
+        "return [...document.querySelectorAll('#results .card .badge[title]')]"
+        ".map(b => [b.title, b.textContent])"
+    )
+    assert badges == [["yjglj", DEMO_DEPARTMENTS["yjglj"]]]  # the department by name, its code on hover
     browser.find_element("css selector", "#results .card h3 a").click()
     _wait(browser, "document.querySelector('#layer-meta dd')")
     _wait(browser, "document.querySelector('#versions li')")
@@ -269,7 +276,7 @@ def test_sign_in_rejects_a_bad_key_and_remembers_a_good_one(
     ok = _sign_in(browser, service, key)
     assert "yjglj" in ok and "发布者" in ok, ok
     assert browser.execute_script("return localStorage.getItem('gs_key')") == key
-    assert "yjglj" in browser.find_element("id", "account-link").text
+    assert DEMO_DEPARTMENTS["yjglj"] in browser.find_element("id", "account-link").text  # by name
     assert "yjglj" in browser.find_element("id", "identity-meta").text
     browser.save_screenshot(str(artifacts / "signin.png"))
 

@@ -85,6 +85,14 @@ def create_department(
     return _json(created, 201)
 
 
+@router.get("/departments", summary="The city's departments: codes and names (public)")
+def public_departments(conn: Connection = Depends(get_conn)) -> Response:
+    """Layers, agreements and usage name departments by code; pages and clients show the names.
+    Which departments exist is public (contacts and keys are not)."""
+    doc = {"departments": [{"code": d.code, "name": d.name} for d in store.list_departments(conn)]}
+    return _json(doc, 200, **{"Cache-Control": "public, max-age=300"})
+
+
 @router.get("/admin/departments", summary="All departments")
 def list_departments(
     conn: Connection = Depends(get_conn), _: Principal = Depends(require_platform_admin)

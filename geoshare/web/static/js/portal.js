@@ -99,10 +99,17 @@
 
   function roleName(role) { return M["role." + role] ? t("role." + role) : role; }
 
+  // department names by code (layers, agreements and usage carry codes); filled once per page
+  var DEPARTMENTS = {};
+  var departmentsLoaded = request("GET", "/departments").then(function (doc) {
+    (doc.departments || []).forEach(function (d) { DEPARTMENTS[d.code] = d.name; });
+  }).catch(function () { /* codes stay codes */ });
+  function departmentName(code) { return (code && DEPARTMENTS[code]) || code || ""; }
+
   function showAccount() {
     var link = document.getElementById("account-link");
     if (!link) return;
-    link.textContent = WHO && WHO.department ? WHO.department + " · " + roleName(WHO.role) : t("nav.signin");
+    link.textContent = WHO && WHO.department ? departmentName(WHO.department) + " · " + roleName(WHO.role) : t("nav.signin");
     link.title = WHO ? t("signin.signed_in_as", { key: WHO.key_prefix }) : "";
   }
 
@@ -301,7 +308,8 @@
           if (!pair[1] || seen[pair[0]][pair[1]]) return;
           seen[pair[0]][pair[1]] = true;
           var option = document.createElement("option");
-          option.value = option.textContent = pair[1];
+          option.value = pair[1];
+          option.textContent = pair[0] === "department" ? departmentName(pair[1]) : pair[1];
           form.elements[pair[0]].appendChild(option);
         });
       });
@@ -330,7 +338,8 @@
             encodeURIComponent(l.id) + "\">" + esc(l.title) + "</a> <code>" + esc(l.id) + "</code></h3>" +
             "<p>" + esc(l.description || "") + "</p><p class=\"tags\">" + classBadge(l["class"]) +
             (l.theme ? " <span class=\"badge\">" + esc(l.theme) + "</span>" : "") +
-            " <span class=\"badge\">" + esc(l.department) + "</span> <span class=\"muted\">" +
+            " <span class=\"badge\" title=\"" + esc(l.department) + "\">" + esc(departmentName(l.department)) +
+            "</span> <span class=\"muted\">" +
             esc(t("catalog.features", { n: l.featureCount })) + "</span></p><p>" + currencyHtml(l.updated, l.updateFrequency) +
             "</p></li>";
         }).join("");
@@ -348,7 +357,7 @@
       $("layer-title").textContent = doc.title;
       $("layer-description").textContent = doc.description || "";
       var rows = [
-        ["layer.department", esc(meta.department)],
+        ["layer.department", esc(departmentName(meta.department))],
         ["layer.theme", esc(meta.theme || "")],
         ["layer.class", classBadge(meta.sharingClass)],
         ["layer.currency", currencyHtml(meta.updated, meta.updateFrequency)],
@@ -495,13 +504,15 @@
     config: config, t: t, esc: esc, $: $, api: api, request: request, download: download, query: query,
     colon: colon, currencyHtml: currencyHtml, classBadge: classBadge, showError: showError, roleName: roleName,
     problemText: problemText, problemHtml: problemHtml, needKey: needKey, signIn: signIn, signOut: signOut,
+    departmentName: departmentName, departmentsLoaded: departmentsLoaded,
     key: function () { return KEY; }, who: function () { return WHO; }, pages: pages
   };
 
   function start() {
     showAccount();
     var page = pages[document.body.getAttribute("data-page")];
-    if (page) page();
+    // names first (a moment, and cached), so pages show them from the first paint
+    departmentsLoaded.then(function () { showAccount(); if (page) page(); });
   }
   // deferred scripts all run before DOMContentLoaded (readyState is already "interactive" then)
   document.addEventListener("DOMContentLoaded", start);

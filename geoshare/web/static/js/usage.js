@@ -157,7 +157,7 @@
     var params = new URLSearchParams(window.location.search);
     var names = { from: "from", to: "to", layer: "usage-layer", department: "usage-department" };
     Object.keys(names).forEach(function (k) { if (params.get(k)) $(names[k]).value = params.get(k); });
-    var departmentName = function (d) { return d === "anonymous" ? t("usage.anonymous") : d; };
+    var departmentName = function (d) { return d === "anonymous" ? t("usage.anonymous") : P.departmentName(d); };
     var layerName = function (l) { return l === "-" ? t("usage.no_layer") : l; };
 
     function values() {
