@@ -23,11 +23,10 @@ Properties carry the attribute names of the API (Chinese included); PostgreSQL c
 from __future__ import annotations
 
 import itertools
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, ScalarSelect, and_, func, literal, select
+from sqlalchemy import ColumnElement, Connection, Float, ScalarSelect, and_, bindparam, func, literal, select
 from sqlalchemy.dialects.postgresql.base import PGDialect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql import visitors
@@ -38,8 +37,15 @@ from layers.crs import CRS84, CrsDef, resolve_crs
 from layers.errors import BadParameter
 from layers.model import LayerInfo
 from layers.query import ItemsQuery, LayerTable, TimeInterval, where_clauses
-from layers.tiles.matrixsets import MERCATOR_IDS, check_tile, geographic_bounds, get_tms, tile_bounds
-from layers.tiles.pyramid import prefer_stored
+from layers.tiles.matrixsets import (
+    MERCATOR_IDS,
+    check_tile,
+    fast_geographic_bounds,
+    fast_tile_bounds,
+    get_tms,
+    mercator_lat,
+)
+from layers.tiles.pyramid import STORED_TILE_KEYS, answers, prefer_stored, stored_tile_params
 
 EXTENT = 4096  # MVT grid units across a tile
 BUFFER = 64  # grid units drawn beyond each edge, so strokes and labels join across tiles
@@ -47,7 +53,6 @@ DEFAULT_FEATURE_LIMIT = 10_000
 GEOM_COLUMN = "_mvt_geom"
 FID_COLUMN = "_mvt_fid"
 _POINT_TYPES = frozenset({"point", "multipoint"})
-_EARTH_RADIUS = 6378137.0
 
 
 @dataclass(frozen=True)
@@ -65,40 +70,62 @@ class TileRequest:
     interval: TimeInterval | None = None
 
 
-def _mercator_lat(y: float) -> float:
-    return math.degrees(math.atan(math.sinh(y / _EARTH_RADIUS)))
+#: a tile's own numbers, bound by these names in every tile statement (``tile_params``)
+TILE_NUMBERS = (
+    "tile_minx", "tile_miny", "tile_maxx", "tile_maxy",
+    "search_west", "search_south", "search_east", "search_north", "tile_tolerance",
+)  # fmt: skip
+
+
+def tile_params(tile: TileRequest) -> dict[str, float]:
+    """The tile in its set's CRS, its search envelope (the tile plus the MVT buffer, in degrees:
+    rows are found on the index of stored longitude/latitude, so nothing is transformed for rows
+    outside the tile) and the thinning tolerance (about one MVT grid unit in degrees, the smaller
+    axis for Mercator tiles). Plain arithmetic: this runs on every tile request."""
+    minx, miny, maxx, maxy = fast_tile_bounds(tile.tms_id, tile.z, tile.x, tile.y)
+    west, south, east, north = fast_geographic_bounds(tile.tms_id, tile.z, tile.x, tile.y)
+    pad_x, pad_y = (maxx - minx) * BUFFER / EXTENT, (maxy - miny) * BUFFER / EXTENT
+    if tile.tms_id in MERCATOR_IDS:
+        pad_lon = (east - west) * BUFFER / EXTENT
+        search = (west - pad_lon, mercator_lat(miny - pad_y), east + pad_lon, mercator_lat(maxy + pad_y))
+    else:
+        search = (minx - pad_x, miny - pad_y, maxx + pad_x, maxy + pad_y)
+    return {
+        "tile_minx": minx,
+        "tile_miny": miny,
+        "tile_maxx": maxx,
+        "tile_maxy": maxy,
+        "search_west": search[0],
+        "search_south": max(search[1], -90.0),
+        "search_east": search[2],
+        "search_north": min(search[3], 90.0),
+        "tile_tolerance": min(east - west, north - south) / EXTENT,
+    }
 
 
 def search_envelope(tile: TileRequest) -> tuple[float, float, float, float]:
     """The tile plus its MVT buffer as (west, south, east, north) degrees: the index search area."""
-    tms = get_tms(tile.tms_id)
-    minx, miny, maxx, maxy = tile_bounds(tms, tile.z, tile.x, tile.y)
-    pad_x = (maxx - minx) * BUFFER / EXTENT
-    pad_y = (maxy - miny) * BUFFER / EXTENT
-    if tile.tms_id in MERCATOR_IDS:
-        west, _, east, _ = geographic_bounds(tms, tile.z, tile.x, tile.y)
-        pad_lon = (east - west) * BUFFER / EXTENT
-        south, north = _mercator_lat(miny - pad_y), _mercator_lat(maxy + pad_y)
-        return (west - pad_lon, max(south, -90.0), east + pad_lon, min(north, 90.0))
-    return (minx - pad_x, max(miny - pad_y, -90.0), maxx + pad_x, min(maxy + pad_y, 90.0))
+    p = tile_params(tile)
+    return (p["search_west"], p["search_south"], p["search_east"], p["search_north"])
 
 
-def _tolerance(tile: TileRequest) -> float:
-    """About one MVT grid unit in degrees (the smaller of the two axes for Mercator tiles)."""
-    west, south, east, north = geographic_bounds(get_tms(tile.tms_id), tile.z, tile.x, tile.y)
-    return min(east - west, north - south) / EXTENT
+def _numbers(tile: TileRequest | None) -> dict[str, ColumnElement[Any]]:
+    """The tile's numbers as binds: valued (unique names, so several layers' expressions can share
+    a statement) or, with no tile, named placeholders for a statement template."""
+    if tile is None:
+        return {name: bindparam(name, type_=Float()) for name in TILE_NUMBERS}
+    return {k: bindparam(k, v, type_=Float(), unique=True) for k, v in tile_params(tile).items()}
 
 
-def _tile_geometry(lt: LayerTable, tile: TileRequest) -> ColumnElement[Any]:
+def _tile_geometry(lt: LayerTable, tms_id: str, n: dict[str, ColumnElement[Any]]) -> ColumnElement[Any]:
     geom: ColumnElement[Any] = lt.c.geom
     if (lt.layer.geometry_type or "").lower() not in _POINT_TYPES:
         # thin before transforming and clipping, which cost per vertex; collapsed parts are kept
         # (ST_AsMVTGeom drops what is below half a grid unit itself)
-        geom = func.ST_Simplify(geom, _tolerance(tile), True)
-    minx, miny, maxx, maxy = tile_bounds(get_tms(tile.tms_id), tile.z, tile.x, tile.y)
-    if tile.tms_id in MERCATOR_IDS:
+        geom = func.ST_Simplify(geom, n["tile_tolerance"], True)
+    if tms_id in MERCATOR_IDS:
         geom = func.ST_Transform(geom, 3857)
-    bounds = func.ST_MakeEnvelope(minx, miny, maxx, maxy)
+    bounds = func.ST_MakeEnvelope(n["tile_minx"], n["tile_miny"], n["tile_maxx"], n["tile_maxy"])
     return func.ST_AsMVTGeom(geom, bounds, EXTENT, BUFFER, True)
 
 
@@ -109,13 +136,16 @@ def mvt_expression(
     area_wkb: bytes | None = None,
     feature_limit: int = DEFAULT_FEATURE_LIMIT,
     name: str | None = None,
+    template: bool = False,
 ) -> ScalarSelect[Any]:
     """``(SELECT ST_AsMVT(...))`` for one layer and tile: an MVT layer named ``name`` (default: the layer id),
     feature ids its ``fid``, properties the chosen attributes. Empty tiles are empty bytes.
 
     ``hidden`` fields cannot be chosen nor filtered on (a 400 naming ``properties`` or ``filter``,
-    as for an unknown name); ``area_wkb`` (EPSG:4326) keeps only the rows intersecting it."""
+    as for an unknown name); ``area_wkb`` (EPSG:4326) keeps only the rows intersecting it.
+    ``template``: the tile's numbers are left as named placeholders (``TILE_NUMBERS``)."""
     check_tile(get_tms(tile.tms_id), tile.z, tile.y, tile.x)
+    n = _numbers(None if template else tile)
     lt = LayerTable(layer, hidden, area_wkb)
     names = dict.fromkeys(tile.properties) if tile.properties is not None else None
     attrs = lt.layer.attributes if names is None else [lt.attribute(n, "properties") for n in names]
@@ -126,11 +156,13 @@ def mvt_expression(
         filter_lang=tile.filter_lang,
         filter_crs=tile.filter_crs,
     )
-    envelope = func.ST_MakeEnvelope(*search_envelope(tile), 4326)
+    envelope = func.ST_MakeEnvelope(
+        n["search_west"], n["search_south"], n["search_east"], n["search_north"], 4326
+    )
     rows = (
         select(
             lt.c.fid.label(FID_COLUMN),
-            _tile_geometry(lt, tile).label(GEOM_COLUMN),
+            _tile_geometry(lt, tile.tms_id, n).label(GEOM_COLUMN),
             *[lt.c[a.column].label(a.name) for a in attrs],
         )
         .select_from(lt.table)
@@ -156,11 +188,12 @@ def tile_expression(
     hidden: frozenset[str] = frozenset(),
     area_wkb: bytes | None = None,
     feature_limit: int = DEFAULT_FEATURE_LIMIT,
+    template: bool = False,
 ) -> ColumnElement[Any]:
     """What a tile request runs: the layer's dense-tile pyramid first when it holds this tile as
     the reader would get it (``layers.tiles.pyramid``), else ``mvt_expression``."""
-    cut = mvt_expression(layer, tile, hidden, area_wkb, feature_limit)
-    return prefer_stored(cut, layer, tile, hidden, area_wkb, feature_limit)
+    cut = mvt_expression(layer, tile, hidden, area_wkb, feature_limit, template=template)
+    return prefer_stored(cut, layer, tile, hidden, area_wkb, feature_limit, template=template)
 
 
 def mvt_sql(
@@ -187,6 +220,45 @@ def mvt_sql(
     return str(compiled), dict(compiled.params)
 
 
+@dataclass(frozen=True)
+class _Template:
+    sql: str  # the driver's paramstyle
+    fixed: dict[str, Any]  # the binds that do not depend on the tile
+
+
+_TEMPLATES: dict[tuple[Any, ...], _Template] = {}
+_MAX_TEMPLATES = 512
+
+
+def _template(
+    conn: Connection, layer: LayerInfo, tile: TileRequest, hidden: frozenset[str], feature_limit: int
+) -> _Template:
+    """The compiled statement for every tile of this shape (layer version, set, attributes, reader's
+    hidden fields, limit, pyramid): built and compiled once, then only the tile's numbers change."""
+    pyramid = answers(layer, tile, hidden, None, feature_limit)
+    key = (
+        layer.id,
+        layer.table_name,
+        layer.geometry_type,
+        tuple((a.name, a.column) for a in layer.attributes),
+        tile.tms_id,
+        tile.properties,
+        hidden,
+        feature_limit,
+        pyramid.table if pyramid else None,
+    )
+    found = _TEMPLATES.get(key)
+    if found is None:
+        expr = tile_expression(layer, tile, hidden, None, feature_limit, template=True)
+        compiled = select(expr).compile(dialect=conn.dialect)
+        placeholders = {*TILE_NUMBERS, *STORED_TILE_KEYS}
+        fixed = {k: v for k, v in compiled.params.items() if k not in placeholders}
+        if len(_TEMPLATES) >= _MAX_TEMPLATES:
+            _TEMPLATES.clear()
+        found = _TEMPLATES[key] = _Template(str(compiled), fixed)
+    return found
+
+
 def fetch_tile(
     conn: Connection,
     layer: LayerInfo,
@@ -195,7 +267,18 @@ def fetch_tile(
     area_wkb: bytes | None = None,
     feature_limit: int = DEFAULT_FEATURE_LIMIT,
 ) -> bytes:
-    """The tile's bytes in one round trip; a filter the database cannot evaluate is its 400."""
+    """The tile's bytes in one round trip; a filter the database cannot evaluate is its 400.
+
+    Plain tiles (no filter, time or area: nearly all of them) run a statement compiled once per
+    shape and fetch the bytes in binary: a text result would hex-encode hundreds of kilobytes in
+    the database and decode them again here, which costs more than cutting a light tile."""
+    if tile.filter is None and tile.interval is None and area_wkb is None:
+        check_tile(get_tms(tile.tms_id), tile.z, tile.y, tile.x)
+        template = _template(conn, layer, tile, hidden, feature_limit)
+        params = {**template.fixed, **tile_params(tile), **stored_tile_params(tile)}
+        driver = conn.connection.driver_connection
+        row = driver.execute(template.sql, params, binary=True).fetchone()  # type: ignore[union-attr]
+        return bytes(row[0] or b"") if row else b""
     stmt = select(tile_expression(layer, tile, hidden, area_wkb, feature_limit))
     try:
         data = conn.execute(stmt).scalar()

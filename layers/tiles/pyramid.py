@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import ColumnElement, Integer, LargeBinary, Text, column, func, select, table
+from sqlalchemy import ColumnElement, Integer, LargeBinary, Text, bindparam, column, func, select, table
 from sqlalchemy.sql.selectable import TableClause
 
 from layers.model import LayerInfo, TilePyramid
@@ -69,12 +69,28 @@ def answers(
     return pyramid if names == pyramid.attributes else None
 
 
-def stored_tile(pyramid: TilePyramid, tile: TileRequest) -> ColumnElement[Any]:
+#: the tile's address in a stored-tile lookup, bound by these names in statement templates
+STORED_TILE_KEYS = ("stored_tms", "stored_z", "stored_x", "stored_y")
+
+
+def stored_tile_params(tile: TileRequest) -> dict[str, Any]:
+    return {"stored_tms": tile.tms_id, "stored_z": tile.z, "stored_x": tile.x, "stored_y": tile.y}
+
+
+def stored_tile(pyramid: TilePyramid, tile: TileRequest, template: bool = False) -> ColumnElement[Any]:
     """``(SELECT mvt FROM <pyramid> WHERE <tile>)``: NULL when the tile is not a dense one."""
     t = table_clause(pyramid.table)
+    values = stored_tile_params(tile)
+    types = {"stored_tms": Text(), "stored_z": Integer(), "stored_x": Integer(), "stored_y": Integer()}
+    b = {
+        k: bindparam(k, type_=types[k]) if template else bindparam(k, values[k], type_=types[k], unique=True)
+        for k in STORED_TILE_KEYS
+    }
     return (
         select(t.c.mvt)
-        .where(t.c.tms == tile.tms_id, t.c.z == tile.z, t.c.x == tile.x, t.c.y == tile.y)
+        .where(
+            t.c.tms == b["stored_tms"], t.c.z == b["stored_z"], t.c.x == b["stored_x"], t.c.y == b["stored_y"]
+        )
         .scalar_subquery()
     )
 
@@ -86,10 +102,11 @@ def prefer_stored(
     hidden: frozenset[str],
     area_wkb: bytes | None,
     feature_limit: int,
+    template: bool = False,
 ) -> ColumnElement[Any]:
     """``cut`` (the tile cut from the data), or the stored tile ahead of it when the pyramid answers
     the request: the cut is then only evaluated for a tile the pyramid does not hold."""
     pyramid = answers(layer, tile, hidden, area_wkb, feature_limit)
     if pyramid is None:
         return cut
-    return func.coalesce(stored_tile(pyramid, tile), cut)
+    return func.coalesce(stored_tile(pyramid, tile, template), cut)
