@@ -141,7 +141,7 @@ WITH touched AS (
     SELECT feature_key, change FROM net n
     WHERE change IS NOT NULL AND (CAST(:area AS bytea) IS NULL OR (change <> 'removed' AND EXISTS (
         SELECT 1 FROM {table} t
-        WHERE t.{identity} = n.feature_key AND ST_Intersects(t.geom, ST_GeomFromWKB(:area, 4326)))))
+        WHERE t.{identity} = n.feature_key AND ST_Intersects(t.geom, (SELECT ST_GeomFromWKB(:area, 4326))))))
     ORDER BY feature_key LIMIT :limit
 )
 SELECT p.feature_key, p.change, f.feature
@@ -158,7 +158,7 @@ _EVERYTHING = """
 SELECT DISTINCT ON (t.{identity}) t.{identity} AS feature_key, 'added' AS change, {feature} AS feature
 FROM {table} t
 WHERE (CAST(:after AS text) IS NULL OR t.{identity} > :after)
-  AND (CAST(:area AS bytea) IS NULL OR ST_Intersects(t.geom, ST_GeomFromWKB(:area, 4326)))
+  AND (CAST(:area AS bytea) IS NULL OR ST_Intersects(t.geom, (SELECT ST_GeomFromWKB(:area, 4326))))
 ORDER BY t.{identity}, t.fid
 LIMIT :limit
 """

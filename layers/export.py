@@ -121,7 +121,7 @@ def plan_export(
     names = request.properties
     attributes = lt.layer.attributes if names is None else [lt.attribute(n, "properties") for n in names]
     attributes = list(dict.fromkeys(attributes))  # a name asked for twice is one column
-    clauses = lt.scope_clauses()
+    clauses = lt.scope_clauses(bbox=request.bbox)
     if request.bbox is not None:
         clauses.append(func.ST_Intersects(lt.c.geom, func.ST_MakeEnvelope(*request.bbox, 4326)))
     if request.format.name == "shp":

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import lru_cache
+from threading import Lock
 from typing import Any
 
 import numpy as np
@@ -21,6 +23,7 @@ from sqlalchemy import (
     Connection,
     Select,
     and_,
+    case,
     cast,
     column,
     false,
@@ -35,7 +38,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql.expression import TableClause
-from sqlalchemy.types import BigInteger, LargeBinary, Text
+from sqlalchemy.types import BigInteger, Text
 
 from layers.cql2 import ATTRIBUTE_SQL_TYPES, Operand, coerce_value, filter_to_sql, parse_filter
 from layers.crs import CRS84, CrsDef, from_crs84_fn, resolve_crs, transform_geometries
@@ -90,13 +93,57 @@ class ItemsPage:
     next_cursor: str | None
 
 
+# --- the reader's area --------------------------------------------------------------------
+
+Bounds = tuple[float, float, float, float]  # west, south, east, north in CRS84 degrees
+_SHAPE_LOCK = Lock()  # GEOS prepared geometries build their indexes lazily: one caller at a time
+
+
+@lru_cache(maxsize=64)
+def area_constant(area: bytes) -> ColumnElement[Any]:
+    """The area as a geometry constant of the SQL text (hex EWKB), not a bind parameter.
+
+    Bound, ``ST_GeomFromWKB($n, 4326)`` is parsed again for every row once psycopg's prepared
+    statement gets a generic plan (after five runs), and ``geom && $n`` is planned with a default
+    selectivity: a page without a bbox then sorted every row in the area instead of stopping after
+    one page (1.5 s instead of 2 ms on a million points). A literal is parsed once when the
+    statement is prepared, every row meets the same polygon (which PostGIS prepares once per
+    statement), and the planner estimates with it. The text is hex digits only.
+    """
+    shape = shapely.set_srid(shapely.from_wkb(area), 4326)
+    ewkb = shapely.to_wkb(shape, hex=True, include_srid=True)
+    return literal_column(f"CAST('{ewkb}' AS geometry)")
+
+
+@lru_cache(maxsize=64)
+def _area_shape(area: bytes) -> shapely.Geometry | None:
+    """The area as a prepared polygon for box tests; None when invalid (no box is then "covered")."""
+    shape = shapely.from_wkb(area)
+    if shape is None or shape.is_empty or not shape.is_valid:
+        return None
+    shapely.prepare(shape)
+    return shape
+
+
+def area_covers(area: bytes, bounds: Bounds) -> bool:
+    """Whether every point of the box (edges included) lies in the area: then any row meeting
+    the box meets the area. A few microseconds with the prepared polygon, cached per area."""
+    west, south, east, north = bounds
+    shape = _area_shape(area)
+    if shape is None or not (west < east and south < north):
+        return False
+    with _SHAPE_LOCK:
+        return bool(shapely.covers(shape, shapely.box(*bounds)))
+
+
 class LayerTable:
     """A layer's data table as SQLAlchemy columns; names come only from the layer's attributes.
 
     ``hidden`` fields are left out altogether: they cannot be selected, filtered or sorted on, and a
     name among them is refused exactly like an unknown one. ``area`` (WKB, EPSG:4326) limits the rows
     to those intersecting it (a sharing agreement's division area): every statement built on this
-    table carries that predicate, so a row outside it never leaves the database.
+    table carries that predicate, or a box test that implies it, so a row outside it never leaves the
+    database.
     """
 
     def __init__(
@@ -118,11 +165,35 @@ class LayerTable:
         self.c = self.table.c
         self.area = area
 
-    def scope_clauses(self) -> list[ColumnElement[bool]]:
-        """Row limits that hold whatever the request asks (the agreement area)."""
+    def scope_clauses(
+        self,
+        bbox: Bounds | None = None,
+        envelope: Bounds | None = None,
+        envelope_sql: ColumnElement[Any] | None = None,
+    ) -> list[ColumnElement[bool]]:
+        """Row limits that hold whatever the request asks (the agreement area).
+
+        ``bbox``: the statement also keeps only rows that ``ST_Intersects`` this box (CRS84);
+        ``envelope``: it keeps only rows whose bounding box overlaps this one (``&&``, as tiles do),
+        ``envelope_sql`` being that box in the statement (default: built from ``envelope``). When
+        the area covers either box, most or all of the per-row test against the area is left out:
+        a reader looking at part of its own district pays nothing for the limit, with the same rows.
+        A statement compiled once and reused for other envelopes must therefore be kept apart by
+        ``area_covers(area, envelope)`` as well as by the area.
+        """
         if self.area is None:
             return []
-        return [func.ST_Intersects(self.c.geom, func.ST_GeomFromWKB(literal(self.area, LargeBinary()), 4326))]
+        if bbox is not None and area_covers(self.area, bbox):
+            return []  # a row meeting the box meets the area that covers it
+        inside_area = func.ST_Intersects(self.c.geom, area_constant(self.area))
+        if envelope is not None and area_covers(self.area, envelope):
+            # a row whose box lies within the envelope lies within the area; only rows straddling
+            # the envelope's edge (never points) need the real test
+            if envelope_sql is None:
+                envelope_sql = func.ST_MakeEnvelope(*envelope, 4326)
+            within = self.c.geom.op("@")(select(envelope_sql).scalar_subquery())
+            return [case((within, true()), else_=inside_area)]
+        return [inside_area]
 
     def attribute(self, name: str, param: str) -> Attribute:
         attr = self.layer.attribute(name)
@@ -224,8 +295,16 @@ def _typed_value(raw: str, attr: Attribute) -> Any:
     return raw
 
 
-def where_clauses(lt: LayerTable, q: ItemsQuery) -> list[ColumnElement[bool]]:
-    clauses: list[ColumnElement[bool]] = lt.scope_clauses()
+def where_clauses(
+    lt: LayerTable,
+    q: ItemsQuery,
+    envelope: Bounds | None = None,
+    envelope_sql: ColumnElement[Any] | None = None,
+) -> list[ColumnElement[bool]]:
+    """The request's row filters plus the reader's scope. ``envelope``: the box (CRS84) the caller
+    already keeps rows to with ``geom && envelope`` (tiles), ``envelope_sql`` that box as the
+    statement has it; they let the area limit be cheap (see ``LayerTable.scope_clauses``)."""
+    clauses: list[ColumnElement[bool]] = lt.scope_clauses(q.bbox, envelope, envelope_sql)
     if q.bbox is not None:
         clauses.append(func.ST_Intersects(lt.c.geom, func.ST_MakeEnvelope(*q.bbox, 4326)))
     if q.interval is not None:

@@ -152,7 +152,7 @@ def _select(index: int, source: Source, box: TileBox, label_zoom: bool, limit: i
             anchor.label("anchor"),
         )
         .select_from(lt.table)
-        .where(and_(geom.op("&&")(envelope), *where_clauses(lt, query)))
+        .where(and_(geom.op("&&")(envelope), *where_clauses(lt, query, box.search_envelope(), envelope)))
         .limit(limit)
         .subquery(f"s{index}")
     )

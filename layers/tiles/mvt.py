@@ -26,8 +26,10 @@ import itertools
 from dataclasses import dataclass, field
 from typing import Any
 
+import psycopg
 from sqlalchemy import ColumnElement, Connection, Float, ScalarSelect, and_, bindparam, func, literal, select
 from sqlalchemy.dialects.postgresql.base import PGDialect
+from sqlalchemy.dialects.postgresql.psycopg import PGDialect_psycopg
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql import visitors
 from sqlalchemy.sql.elements import BindParameter
@@ -36,7 +38,7 @@ from sqlalchemy.types import LargeBinary
 from layers.crs import CRS84, CrsDef, resolve_crs
 from layers.errors import BadParameter
 from layers.model import LayerInfo
-from layers.query import ItemsQuery, LayerTable, TimeInterval, where_clauses
+from layers.query import ItemsQuery, LayerTable, TimeInterval, area_covers, where_clauses
 from layers.tiles.matrixsets import (
     MERCATOR_IDS,
     check_tile,
@@ -166,7 +168,7 @@ def mvt_expression(
             *[lt.c[a.column].label(a.name) for a in attrs],
         )
         .select_from(lt.table)
-        .where(and_(lt.c.geom.op("&&")(envelope), *where_clauses(lt, query)))
+        .where(and_(lt.c.geom.op("&&")(envelope), *where_clauses(lt, query, search_envelope(tile), envelope)))
         .limit(feature_limit)
         .subquery("t")
     )
@@ -230,12 +232,18 @@ _TEMPLATES: dict[tuple[Any, ...], _Template] = {}
 _MAX_TEMPLATES = 512
 
 
+_DIALECT = PGDialect_psycopg()
+
+
 def _template(
-    conn: Connection, layer: LayerInfo, tile: TileRequest, hidden: frozenset[str], feature_limit: int
+    layer: LayerInfo, tile: TileRequest, hidden: frozenset[str], area_wkb: bytes | None, feature_limit: int
 ) -> _Template:
     """The compiled statement for every tile of this shape (layer version, set, attributes, reader's
-    hidden fields, limit, pyramid): built and compiled once, then only the tile's numbers change."""
-    pyramid = answers(layer, tile, hidden, None, feature_limit)
+    hidden fields and area, limit, pyramid): built and compiled once, then only the tile's numbers
+    change. Whether the area covers the tile's envelope changes the statement (the per-row area test
+    is then skipped for rows inside the envelope), so it is part of the shape."""
+    pyramid = answers(layer, tile, hidden, area_wkb, feature_limit)
+    covered = area_wkb is not None and area_covers(area_wkb, search_envelope(tile))
     key = (
         layer.id,
         layer.table_name,
@@ -246,17 +254,48 @@ def _template(
         hidden,
         feature_limit,
         pyramid.table if pyramid else None,
+        area_wkb,
+        covered,
     )
     found = _TEMPLATES.get(key)
     if found is None:
-        expr = tile_expression(layer, tile, hidden, None, feature_limit, template=True)
-        compiled = select(expr).compile(dialect=conn.dialect)
+        expr = tile_expression(layer, tile, hidden, area_wkb, feature_limit, template=True)
+        compiled = select(expr).compile(dialect=_DIALECT)
         placeholders = {*TILE_NUMBERS, *STORED_TILE_KEYS}
         fixed = {k: v for k, v in compiled.params.items() if k not in placeholders}
         if len(_TEMPLATES) >= _MAX_TEMPLATES:
             _TEMPLATES.clear()
         found = _TEMPLATES[key] = _Template(str(compiled), fixed)
     return found
+
+
+def is_plain(tile: TileRequest) -> bool:
+    """No filter or time: the shape nearly every tile request has, served from a statement compiled
+    once (``fetch_tile``, ``fetch_plain_tile``)."""
+    return tile.filter is None and tile.interval is None
+
+
+def _plain_statement(
+    layer: LayerInfo, tile: TileRequest, hidden: frozenset[str], area_wkb: bytes | None, feature_limit: int
+) -> tuple[str, dict[str, Any]]:
+    check_tile(get_tms(tile.tms_id), tile.z, tile.y, tile.x)
+    template = _template(layer, tile, hidden, area_wkb, feature_limit)
+    return template.sql, {**template.fixed, **tile_params(tile), **stored_tile_params(tile)}
+
+
+async def fetch_plain_tile(
+    conn: psycopg.AsyncConnection[Any],
+    layer: LayerInfo,
+    tile: TileRequest,
+    hidden: frozenset[str] = frozenset(),
+    area_wkb: bytes | None = None,
+    feature_limit: int = DEFAULT_FEATURE_LIMIT,
+) -> bytes:
+    """A plain tile (``is_plain``) awaited on an asyncio connection: no worker thread per tile."""
+    sql, params = _plain_statement(layer, tile, hidden, area_wkb, feature_limit)
+    cursor = await conn.execute(sql, params, binary=True)
+    row = await cursor.fetchone()
+    return bytes(row[0] or b"") if row else b""
 
 
 def fetch_tile(
@@ -269,15 +308,14 @@ def fetch_tile(
 ) -> bytes:
     """The tile's bytes in one round trip; a filter the database cannot evaluate is its 400.
 
-    Plain tiles (no filter, time or area: nearly all of them) run a statement compiled once per
-    shape and fetch the bytes in binary: a text result would hex-encode hundreds of kilobytes in
-    the database and decode them again here, which costs more than cutting a light tile."""
-    if tile.filter is None and tile.interval is None and area_wkb is None:
-        check_tile(get_tms(tile.tms_id), tile.z, tile.y, tile.x)
-        template = _template(conn, layer, tile, hidden, feature_limit)
-        params = {**template.fixed, **tile_params(tile), **stored_tile_params(tile)}
+    Plain tiles (``is_plain``: nearly all of them, area-limited readers' included) run a statement
+    compiled once per shape and fetch the bytes in binary: a text result would hex-encode hundreds
+    of kilobytes in the database and decode them again here, which costs more than cutting a light
+    tile."""
+    if is_plain(tile):
+        sql, params = _plain_statement(layer, tile, hidden, area_wkb, feature_limit)
         driver = conn.connection.driver_connection
-        row = driver.execute(template.sql, params, binary=True).fetchone()  # type: ignore[union-attr]
+        row = driver.execute(sql, params, binary=True).fetchone()  # type: ignore[union-attr]
         return bytes(row[0] or b"") if row else b""
     stmt = select(tile_expression(layer, tile, hidden, area_wkb, feature_limit))
     try:
