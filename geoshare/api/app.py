@@ -10,7 +10,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.middleware.gzip import GZipMiddleware
 
 from geoshare import __version__
-from geoshare.api import audit_middleware, auth, problems
+from geoshare.api import audit_middleware, auth, problems, tile_fastpath
 from geoshare.api.routes import (
     admin,
     admin_areas,
@@ -63,6 +63,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.engine = make_engine(settings.database_url, settings.pool_size)
+    tile_fastpath.install(app)  # innermost: cached anonymous tiles answered before FastAPI
     # level 9 (the default) costs ~4x the CPU of level 4 for a few percent smaller JSON
     app.add_middleware(GZipMiddleware, minimum_size=2048, compresslevel=4)
     audit_middleware.install(app)  # outermost: counts bytes sent, refuses over-limit calls first

@@ -46,6 +46,7 @@ IMMUTABLE_SECONDS = 31_536_000
 SHAPING_PARAMS = ("properties", "filter", "filter-lang", "filter-crs", "datetime")
 TILE_PARAMS = frozenset({*SHAPING_PARAMS, "v", "f", KEY_PARAM})
 TILESET_PARAMS = frozenset({*SHAPING_PARAMS, "f", KEY_PARAM})
+TILE_PATH = "/collections/{collection_id}/tiles/{tms_id}/{tile_matrix}/{tile_row}/{tile_col}"
 _ATTR_JSON_TYPES = {
     "string": "string",
     "integer": "integer",
@@ -173,8 +174,61 @@ def tile_headers(etag: str, shareable: bool, current: bool) -> dict[str, str]:
     return {"ETag": etag, "Cache-Control": cache_control, "Vary": KEY_HEADER}
 
 
+def tile_validators(
+    cached: LayerInfo,
+    params: QueryParams,
+    collection_id: str,
+    who: Principal,
+    tms_id: str,
+    z: int,
+    row: int,
+    col: int,
+    version: int | None,
+) -> tuple[TileKey, dict[str, str]]:
+    """The tile's cache key and response headers, from the layer's cached registry row: what the tile
+    is for ``who`` (404 for a layer ``who`` may not read, 400 for a bad parameter), without the body."""
+    source = scoped(cached, who, collection_id)
+    req = _tile_request(params, source.layer, tms_id, z, row, col)
+    key = TileKey.of(source.layer, req, source.hidden, source.area)
+    return key, tile_headers(key.etag(), source.shareable, version == source.layer.current_version)
+
+
+def tile_from_memory(
+    state: Any,
+    params: QueryParams,
+    collection_id: str,
+    who: Principal,
+    tms_id: str,
+    z: int,
+    row: int,
+    col: int,
+    version: int | None,
+    if_none_match: str | None,
+) -> tuple[int, bytes, dict[str, str]] | None:
+    """The answer (status, body, headers) when everything it needs is in this worker's memory: the
+    layer row in the layer cache, and the tile in the tile cache or the client's copy current (304).
+    None when the database must be asked. Raises what the route answers with (404, 400). The fast
+    path (``geoshare.api.tile_fastpath``) makes the same steps: ``tile_validators``, then
+    ``memory_answer``."""
+    cached = layer_cache(state).peek(collection_id)
+    if cached is None:
+        return None
+    key, headers = tile_validators(cached, params, collection_id, who, tms_id, z, row, col, version)
+    return memory_answer(state, key, headers, if_none_match)
+
+
+def memory_answer(
+    state: Any, key: TileKey, headers: dict[str, str], if_none_match: str | None
+) -> tuple[int, bytes, dict[str, str]] | None:
+    """304 when the client's copy is current, else 200 with the cached body; None on a cache miss."""
+    if etag_matches(if_none_match, headers["ETag"]):
+        return 304, b"", headers
+    data = tile_cache(state).get(key)
+    return None if data is None else (200, data, headers)
+
+
 @router.get(
-    "/collections/{collection_id}/tiles/{tms_id}/{tile_matrix}/{tile_row}/{tile_col}",
+    TILE_PATH,
     summary="A vector tile (MVT)",
     description="Parameters: properties, filter, filter-lang, filter-crs, datetime as for /items; v (the "
     "layer version the tile URL was built for: a current v makes the response immutable).",
@@ -191,30 +245,37 @@ async def tile(
     who: Principal = Depends(principal),
 ) -> Response:
     """In the event loop while everything is in memory (registry row and tile cached, or a 304);
-    to a worker thread with a database connection only when something must be read."""
+    to a worker thread with a database connection only when something must be read. Anonymous hits
+    usually never get here: ``geoshare.api.tile_fastpath`` answers them before FastAPI."""
     params = request.query_params
-    z, row, col, version = _address(params, tms_id, tile_matrix, tile_row, tile_col)
-    state = request.app.state
-    cached = layer_cache(state).peek(collection_id)
-    if cached is not None:
-        source = scoped(cached, who, collection_id)
-        req = _tile_request(params, source.layer, tms_id, z, row, col)
-        key = TileKey.of(source.layer, req, source.hidden, source.area)
-        headers = tile_headers(key.etag(), source.shareable, version == source.layer.current_version)
-        if etag_matches(request.headers.get("if-none-match"), headers["ETag"]):
+    z, row, col, version = tile_address(params, tms_id, tile_matrix, tile_row, tile_col)
+    hit = tile_from_memory(
+        request.app.state,
+        params,
+        collection_id,
+        who,
+        tms_id,
+        z,
+        row,
+        col,
+        version,
+        request.headers.get("if-none-match"),
+    )
+    if hit is not None:
+        status, data, headers = hit
+        if status == 304:
             return Response(status_code=304, headers=headers)
-        data = tile_cache(state).get(key)
-        if data is not None:
-            request.state.audit_count = 1
-            return Response(data, media_type=MVT, headers=headers)
+        request.state.audit_count = 1  # tiles served
+        return Response(data, media_type=MVT, headers=headers)
     return await run_in_threadpool(
         _tile_from_database, request, collection_id, who, tms_id, z, row, col, version
     )
 
 
-def _address(
+def tile_address(
     params: QueryParams, tms_id: str, tile_matrix: str, tile_row: str, tile_col: str
 ) -> tuple[int, int, int, int | None]:
+    """(z, row, col, v) of a tile request, after checking its parameters: 400/404 as for any tile."""
     _check_params(params, TILE_PARAMS)
     _format(params, ("mvt", MVT))
     _, z, row, col = parse_tile(tms_id, tile_matrix, tile_row, tile_col)
@@ -231,7 +292,7 @@ def tile_in_thread(
     who: Principal,
 ) -> Response:
     """The vector tile for callers already in a worker thread (``….mvt`` on the raster routes)."""
-    z, row, col, version = _address(request.query_params, tms_id, tile_matrix, tile_row, tile_col)
+    z, row, col, version = tile_address(request.query_params, tms_id, tile_matrix, tile_row, tile_col)
     return _tile_from_database(request, collection_id, who, tms_id, z, row, col, version)
 
 

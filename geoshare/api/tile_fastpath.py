@@ -1,0 +1,189 @@
+"""A raw ASGI fast path for cached vector tiles: anonymous hits answered before FastAPI.
+
+A cached tile is a dict lookup, yet behind FastAPI's routing, dependency injection, Request and
+Response objects and exception middleware it was served at ~11% of what bare uvicorn serves. This
+middleware sits inside the audit, CORS and GZip middlewares (so they behave as before) and answers a
+tile request itself only when it is certain the route would give the very same response:
+
+* a method the tile route accepts, and a path the app routes to it (learnt from the first tile
+  request the app routed: the route object, its template and its methods);
+* anonymous: no ``X-API-Key`` or ``X-GeoShare-Embed`` header and no ``key`` parameter;
+* the answer comes from memory, by the route's own steps (``routes.tiles.tile_from_memory``): the
+  layer row in the layer cache, the tile in the tile cache or the client's copy current (304).
+
+What a URL means (its checked address and parameters, cache key and headers) is worked out once by
+the route's functions and kept as a ``Plan`` for as long as the layer's cached row is the same
+object (any change to the layer replaces it), so a hit parses nothing and allocates little: a plan
+lookup, the row identity check, one tile cache lookup and the two ASGI messages.
+
+Anything else — a miss, a key, an unknown parameter, a bad address, a layer anonymous may not read —
+goes on to the app untouched, and the route gives its usual answer or problem.
+
+For the audit middleware outside it, a hit leaves in ``scope`` what routing and the route would: the
+matched route, the path parameters, and in the request state the anonymous principal and (for a 200)
+one tile served, so hits are audited and rate limited exactly as before.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.datastructures import QueryParams
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from geoshare.api.auth import ANONYMOUS, KEY_PARAM
+from geoshare.api.routes import tiles
+from geoshare.services.layer_cache import layer_cache
+from layers.model import LayerInfo
+from layers.tiles.cache import TileKey
+
+#: tile URLs whose plan a worker keeps (~2 KB each, so ~8 MB); the least recently used go first
+MAX_PLANS = 4096
+_PREFIX = "/collections/"
+_SEGMENTS = 8  # "", "collections", id, "tiles", tms, z, row, col
+#: headers that make the request a keyed (or embed-vouched) one: the route must authenticate it
+_KEYED = frozenset({b"x-api-key", b"x-geoshare-embed"})
+_IF_NONE_MATCH = b"if-none-match"
+_CONTENT_TYPE = (b"content-type", tiles.MVT.encode("latin-1"))
+_NO_PARAMS = QueryParams()
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """What one tile URL means for an anonymous reader, worked out once by the route's own code
+    (``tile_address``, ``tile_validators``) and valid while ``layer`` is the cached registry row: a
+    publish or any change to the layer replaces that row, and the plan is made again."""
+
+    layer: LayerInfo
+    collection_id: str
+    key: TileKey
+    headers: dict[str, str]  # ETag, Cache-Control, Vary as ``tile_headers`` gives them
+    raw: tuple[tuple[bytes, bytes], ...]  # the same, encoded as ``Response`` encodes them
+    add_length: bool  # ``Response`` adds Content-Length (and Content-Type) unless given
+    add_type: bool
+    path_params: dict[str, str]
+
+
+def encode_headers(headers: dict[str, str]) -> tuple[tuple[bytes, bytes], ...]:
+    """``headers`` as ``starlette.responses.Response`` puts them on the wire (before length, type)."""
+    return tuple((k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items())
+
+
+class TileFastPath:
+    """Pure ASGI; a request that is not a hit costs a look at its path (and, for a tile path, its
+    headers and a plan lookup) before it goes on to the app."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.route: Any = None  # the tile route, once the app has routed a tile request to it
+        self.methods: frozenset[str] = frozenset()
+        self.plans: OrderedDict[tuple[str, bytes], Plan] = OrderedDict()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        hit = self._hit(scope) if self.route is not None else None
+        if hit is None:
+            await self.app(scope, receive, send)
+            if self.route is None and scope.get("endpoint") is tiles.tile:
+                self._learn(scope)
+            return
+        (status, body, _), plan = hit
+        scope["route"] = self.route
+        scope["endpoint"] = tiles.tile
+        scope["path_params"] = dict(plan.path_params)
+        state = scope.setdefault("state", {})
+        state["principal"] = ANONYMOUS  # what the ``principal`` dependency leaves for the audit
+        raw = list(plan.raw)
+        if status != 304:
+            state["audit_count"] = 1  # tiles served
+            if plan.add_length:
+                raw.append((b"content-length", str(len(body)).encode("latin-1")))
+            if plan.add_type:
+                raw.append(_CONTENT_TYPE)
+        await send({"type": "http.response.start", "status": status, "headers": raw})
+        await send({"type": "http.response.body", "body": body})
+
+    def _learn(self, scope: Scope) -> None:
+        """Take the route (and its methods) from a request the app itself routed to the tile
+        endpoint; a differently mounted route (another template) leaves the fast path off."""
+        route = scope.get("route")
+        if getattr(route, "path", None) == tiles.TILE_PATH:
+            self.methods = frozenset(getattr(route, "methods", None) or ()) & {"GET", "HEAD"}
+            self.route = route
+
+    def _hit(self, scope: Scope) -> tuple[tuple[int, bytes, dict[str, str]], Plan] | None:
+        """The route's answer and the URL's plan for a hit; None for anything the app must answer."""
+        path: str = scope["path"]
+        if not path.startswith(_PREFIX) or scope["method"] not in self.methods or scope.get("root_path"):
+            return None
+        if_none_match = None
+        for name, value in scope["headers"]:
+            if name in _KEYED:
+                return None
+            if name == _IF_NONE_MATCH and if_none_match is None:
+                if_none_match = value.decode("latin-1")  # the first one, as Request.headers.get
+        state = scope["app"].state
+        memo = (path, scope["query_string"])
+        plan = self.plans.get(memo)
+        if plan is not None and layer_cache(state).peek(plan.collection_id) is plan.layer:
+            self.plans.move_to_end(memo)
+        else:
+            plan = self._plan(state, path, memo[1])
+            if plan is None:
+                return None
+            self.plans[memo] = plan
+            while len(self.plans) > MAX_PLANS:
+                self.plans.popitem(last=False)
+        answer = tiles.memory_answer(state, plan.key, plan.headers, if_none_match)
+        return None if answer is None else (answer, plan)
+
+    @staticmethod
+    def _plan(state: Any, path: str, query: bytes) -> Plan | None:
+        """The URL's plan, when it is an anonymous tile request the route would answer from a cached
+        layer row; None for anything else (keyed, malformed, unreadable: the route's to refuse)."""
+        parts = path.split("/")
+        if len(parts) != _SEGMENTS or parts[3] != "tiles" or "//" in path or path[-1] == "/":
+            return None
+        params = QueryParams(query) if query else _NO_PARAMS
+        if KEY_PARAM in params:
+            return None
+        _, _, collection_id, _, tms_id, tile_matrix, tile_row, tile_col = parts
+        cached = layer_cache(state).peek(collection_id)
+        if cached is None:
+            return None
+        try:
+            z, row, col, version = tiles.tile_address(params, tms_id, tile_matrix, tile_row, tile_col)
+            key, headers = tiles.tile_validators(
+                cached, params, collection_id, ANONYMOUS, tms_id, z, row, col, version
+            )
+        except Exception:  # noqa: BLE001 - any refusal is the route's to give, as a problem
+            return None
+        raw = encode_headers(headers)
+        names = {name for name, _ in raw}
+        path_params = {
+            "collection_id": collection_id,
+            "tms_id": tms_id,
+            "tile_matrix": tile_matrix,
+            "tile_row": tile_row,
+            "tile_col": tile_col,
+        }
+        return Plan(
+            cached,
+            collection_id,
+            key,
+            headers,
+            raw,
+            b"content-length" not in names,
+            b"content-type" not in names,
+            path_params,
+        )
+
+
+def install(app: Any) -> None:
+    """Add the fast path innermost of the middlewares (call before every other ``add_middleware``):
+    the audit, CORS and GZip middlewares then see its answers as they see the route's."""
+    app.add_middleware(TileFastPath)

@@ -1,0 +1,329 @@
+"""The raw ASGI fast path for cached vector tiles: the same answers as the route, without FastAPI.
+
+Two apps on the same database: the real one (fast path installed, and a probe behind it that records
+every request reaching the app) and the same app with the fast path taken out. Every request of a set
+(hits, revalidations, keys, odd parameters, unreadable and unknown layers, bad addresses) must get the
+same status, body and headers from both; the hits must not reach the app, must need no database, must
+be audited and rate limited as before, and a new version must be a miss that shows the new data.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import geopandas as gpd
+import mapbox_vector_tile
+import morecantile
+import numpy as np
+import pytest
+from conftest import _wipe
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from layer_factory import make_layer
+from shapely.geometry import Point
+from sqlalchemy import Engine, text
+from starlette.middleware import Middleware
+from starlette.types import ASGIApp, Receive, Scope, Send
+from test_audit import flush, last_id, rows_after, with_knobs
+
+from geoshare.access.store import create_key
+from geoshare.api.tile_fastpath import TileFastPath
+from geoshare.services.layer_cache import layer_cache
+from geoshare.settings import Settings
+
+PUB, SECRET, SHOPS = "fp_pub", "fp_secret", "fp_shops"
+DEPT, OTHER = "FPD", "FPO"
+HIDDEN = "密级"
+CENTRE = (116.41, 39.87)
+VERSION = 2  # the public layer's current version (so v=1 is an old one)
+AUDITED = ("kind", "method", "endpoint", "endpoint_kind", "layer_id", "department_code", "key_prefix")
+AUDITED += ("role", "status", "bytes", "items")
+
+
+def tile_path(layer: str, z: int, lon: float = CENTRE[0], lat: float = CENTRE[1]) -> str:
+    t = morecantile.tms.get("WebMercatorQuad").tile(lon, lat, z)
+    return f"/collections/{layer}/tiles/WebMercatorQuad/{z}/{t.y}/{t.x}"
+
+
+class Reached:
+    """Innermost probe: the paths of the requests that got past the fast path into the app."""
+
+    def __init__(self, app: ASGIApp, seen: list[str]) -> None:
+        self.app = app
+        self.seen = seen
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            self.seen.append(scope["path"])
+        await self.app(scope, receive, send)
+
+
+def build_app(settings: Settings, fast: bool, seen: list[str] | None = None) -> FastAPI:
+    from geoshare.api.app import create_app
+
+    app = create_app(settings)
+    installed = [m for m in app.user_middleware if m.cls is TileFastPath]
+    assert installed, "the app factory installs the fast path"
+    assert app.user_middleware[-1].cls is TileFastPath, "innermost: inside audit, CORS and GZip"
+    if not fast:
+        app.user_middleware.remove(installed[0])
+    if seen is not None:
+        app.user_middleware.append(Middleware(Reached, seen=seen))
+    return app
+
+
+def wait_live(client: TestClient) -> None:
+    cache = layer_cache(client.app.state)
+    deadline = time.monotonic() + 10
+    while not cache.live:
+        assert time.monotonic() < deadline, "layer cache listener never connected"
+        time.sleep(0.02)
+
+
+@pytest.fixture(scope="module")
+def world(engine: Engine) -> dict[str, str]:
+    _wipe(engine)
+    rng = np.random.default_rng(17)
+    points = [
+        (Point(float(x), float(y)), {"名称": f"点{i}", "等级": i % 5, HIDDEN: f"秘{i}"})
+        for i, (x, y) in enumerate(
+            zip(rng.uniform(116.30, 116.50, 300), rng.uniform(39.80, 39.95, 300), strict=True), start=1
+        )
+    ]
+    attrs = [("名称", "string"), ("等级", "integer"), (HIDDEN, "string")]
+    make_layer(engine, PUB, points, attrs, department=DEPT, version=VERSION)
+    make_layer(engine, SECRET, points[:5], attrs, department=DEPT, sharing_class="restricted")
+    with engine.begin() as conn:
+        conn.execute(
+            text("UPDATE gs.layer SET restricted_fields = ARRAY[:f] WHERE id = :id"), {"f": HIDDEN, "id": PUB}
+        )
+        conn.execute(text("INSERT INTO gs.department (code, name) VALUES (:c, :c)"), {"c": OTHER})
+        return {
+            "other": create_key(conn, OTHER, "consumer").key,
+            "owner": create_key(conn, DEPT, "consumer").key,
+        }
+
+
+@pytest.fixture(scope="module")
+def seen() -> list[str]:
+    return []
+
+
+@pytest.fixture(scope="module")
+def fast(world: dict[str, str], settings: Settings, seen: list[str]) -> Iterator[TestClient]:
+    with TestClient(build_app(settings, fast=True, seen=seen)) as c:
+        wait_live(c)
+        yield c
+
+
+@pytest.fixture(scope="module")
+def plain(world: dict[str, str], settings: Settings) -> Iterator[TestClient]:
+    with TestClient(build_app(settings, fast=False)) as c:
+        wait_live(c)
+        yield c
+
+
+def answer(r: Any) -> tuple[int, bytes, list[tuple[str, str]]]:
+    return r.status_code, r.content, r.headers.multi_items()
+
+
+def send(client: TestClient, method: str, path: str, params: dict[str, str], headers: dict[str, str]) -> Any:
+    return client.request(method, path, params=params, headers=headers)
+
+
+def test_same_answers_with_and_without_the_fast_path(
+    fast: TestClient, plain: TestClient, world: dict[str, str], seen: list[str]
+) -> None:
+    z12, z10 = tile_path(PUB, 12), tile_path(PUB, 10)
+    for client in (fast, plain):  # fill both workers' caches (and teach the fast path the route)
+        for path, params in ((z12, {}), (z12, {"properties": "名称"}), (z10, {})):
+            assert client.get(path, params=params).status_code == 200
+            assert client.get(path, params=params).status_code == 200
+    etag = plain.get(z12).headers["etag"]
+    big = plain.get(z10, headers={"Accept-Encoding": "gzip"})
+    assert big.headers.get("content-encoding") == "gzip"  # GZip still sees and compresses hits
+
+    hits: list[tuple[str, str, dict[str, str], dict[str, str]]] = [
+        ("GET", z12, {}, {}),
+        ("GET", z12, {"v": str(VERSION)}, {}),
+        ("GET", z12, {"v": str(VERSION - 1)}, {}),
+        ("GET", z12, {"properties": "名称"}, {}),
+        ("GET", z12, {"v": str(VERSION), "f": "mvt"}, {"If-None-Match": etag}),
+        ("GET", z12, {}, {"If-None-Match": f'"nope", W/{etag}'}),
+        ("GET", z12, {}, {"If-None-Match": '"nope"'}),
+        ("GET", z10, {}, {"Accept-Encoding": "gzip"}),
+        ("GET", z10, {}, {"Accept-Encoding": "identity", "Origin": "https://dept.example"}),
+    ]
+    passed: list[tuple[str, str, dict[str, str], dict[str, str]]] = [
+        ("GET", z12, {}, {"X-API-Key": world["other"]}),
+        ("GET", z12, {"key": world["other"]}, {}),
+        ("GET", z12, {"key": ""}, {}),
+        ("GET", z12, {}, {"X-GeoShare-Embed": "ticket"}),
+        ("GET", z12, {"zoom": "3"}, {}),
+        ("GET", z12, {"properties": HIDDEN}, {}),
+        ("GET", z12, {"v": "latest"}, {}),
+        ("GET", z12, {"f": "png"}, {}),
+        ("GET", tile_path(SECRET, 12), {}, {}),
+        ("GET", tile_path("no_such_layer", 12), {}, {}),
+        ("GET", f"/collections/{PUB}/tiles/WebMercatorQuad/25/0/0", {}, {}),
+        ("GET", f"/collections/{PUB}/tiles/WebMercatorQuad/x/0/0", {}, {}),
+        ("GET", f"/collections/{PUB}/tiles/GoogleQuad/1/0/0", {}, {}),
+        ("GET", f"{z12}/", {}, {}),
+        ("GET", f"{z12}.mvt", {}, {}),
+        ("POST", z12, {}, {}),
+    ]
+    # HEAD is a hit exactly when the route accepts it (FastAPI's GET routes may not: then a 405)
+    (hits if "HEAD" in _fast_path(fast).methods else passed).append(("HEAD", z12, {}, {}))
+
+    for method, path, params, headers in hits + passed:
+        before = len(seen)
+        ours, theirs = send(fast, method, path, params, headers), send(plain, method, path, params, headers)
+        assert answer(ours) == answer(theirs), (method, path, params, headers)
+        reached = len(seen) > before
+        is_hit = (method, path, params, headers) in hits
+        assert reached is not is_hit, (method, path, params, headers, ours.status_code)
+    assert send(fast, "GET", z12, {}, {"If-None-Match": etag}).status_code == 304
+    assert send(fast, "GET", z12, {}, {"X-API-Key": world["owner"]}).status_code == 200
+
+
+def _fast_path(client: TestClient) -> TileFastPath:
+    """The fast path instance in the app's built middleware stack."""
+    app: Any = client.app.middleware_stack
+    while not isinstance(app, TileFastPath):
+        app = app.app
+    return app
+
+
+def test_a_hit_needs_no_database(fast: TestClient, seen: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tile_path(PUB, 13)
+    first = fast.get(path)
+    assert first.status_code == 200 and fast.get(path).content == first.content
+
+    def no_database(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("no database")
+
+    monkeypatch.setattr(fast.app.state.engine, "connect", no_database)
+    before = len(seen)
+    again = fast.get(path)
+    assert again.status_code == 200 and again.content == first.content
+    assert fast.get(path, headers={"If-None-Match": first.headers["etag"]}).status_code == 304
+    assert len(seen) == before  # neither reached the app
+    with pytest.raises(RuntimeError, match="no database"):  # a miss does need it: the patch bites
+        fast.get(tile_path(PUB, 14))
+
+
+def test_hits_are_audited_as_before(
+    fast: TestClient, plain: TestClient, engine: Engine, seen: list[str]
+) -> None:
+    path = tile_path(PUB, 11)
+    for client in (fast, plain):
+        client.get(path)
+        client.get(path)
+    etag = plain.get(path).headers["etag"]
+    records = []
+    for client in (fast, plain):
+        for each in (fast, plain):  # whatever either buffered before (or failed to write) goes first
+            flush(each)
+        mark = last_id(engine)
+        before = len(seen)
+        ok = client.get(path, params={"v": str(VERSION)})
+        revalidated = client.get(path, headers={"If-None-Match": etag})
+        assert (ok.status_code, revalidated.status_code) == (200, 304)
+        if client is fast:
+            assert len(seen) == before
+        assert flush(client) >= 2
+        rows = rows_after(engine, mark)
+        assert len(rows) == 2
+        records.append([{k: r[k] for k in AUDITED} for r in rows])
+    ours, theirs = records
+    assert ours == theirs
+    hit, not_modified = ours
+    assert (
+        hit["endpoint"] == "/collections/{collection_id}/tiles/{tms_id}/{tile_matrix}/{tile_row}/{tile_col}"
+    )
+    assert (hit["endpoint_kind"], hit["layer_id"], hit["status"], hit["items"]) == ("tiles", PUB, 200, 1)
+    assert hit["bytes"] == int(ok.headers["content-length"]) and hit["key_prefix"] is None  # as sent
+    assert (not_modified["status"], not_modified["bytes"], not_modified["items"]) == (304, 0, None)
+
+
+@pytest.mark.parametrize("with_fast_path", [True, False])
+def test_hits_are_rate_limited_as_before(
+    world: dict[str, str], settings: Settings, monkeypatch: pytest.MonkeyPatch, with_fast_path: bool
+) -> None:
+    seen: list[str] = []
+    limited = with_knobs(settings, monkeypatch, rate_limit_anonymous_per_minute="4")
+    path = tile_path(PUB, 12, 116.35, 39.82)
+    with TestClient(build_app(limited, fast=with_fast_path, seen=seen)) as client:
+        wait_live(client)
+        statuses = [client.get(path).status_code for _ in range(6)]
+        assert statuses == [200, 200, 200, 200, 429, 429]
+        assert client.get(path, headers={"X-API-Key": world["other"]}).status_code == 200  # its own bucket
+    # refusals never reach the app; with the fast path, only the first (a miss) and the keyed one did
+    assert len(seen) == (2 if with_fast_path else 5)
+
+
+def test_a_new_version_is_a_miss_with_the_new_data(fast: TestClient, engine: Engine, seen: list[str]) -> None:
+    from layers.model import LayerMetadata
+    from layers.publish import publish_frame
+
+    def publish(names: list[str]) -> None:
+        frame = gpd.GeoDataFrame(
+            {"名称": names},
+            geometry=[Point(CENTRE[0] - i * 0.001, CENTRE[1]) for i in range(len(names))],
+            crs="EPSG:4326",
+        )
+        with engine.begin() as conn:
+            publish_frame(
+                conn, SHOPS, frame, LayerMetadata(title="商店", department=DEPT, sharing_class="public")
+            )
+        assert layer_cache(fast.app.state).sync()
+
+    def names(r: Any) -> set[str]:
+        layers = mapbox_vector_tile.decode(r.content)
+        return {f["properties"]["名称"] for f in layers[SHOPS]["features"]}
+
+    path = tile_path(SHOPS, 14)
+    publish(["甲", "乙"])
+    fast.get(path)
+    before = len(seen)
+    old = fast.get(path)
+    assert len(seen) == before and names(old) == {"甲", "乙"}
+
+    publish(["甲", "乙", "丙"])
+    new = fast.get(path, headers={"If-None-Match": old.headers["etag"]})
+    assert len(seen) == before + 1  # a miss: the route read the new version
+    assert new.status_code == 200 and names(new) == {"甲", "乙", "丙"}
+    assert new.headers["etag"] != old.headers["etag"]
+    again = fast.get(path)
+    assert len(seen) == before + 1 and again.content == new.content  # and the next one is a hit
+
+
+def test_a_layer_closed_to_anonymous_is_no_longer_served(
+    fast: TestClient, engine: Engine, seen: list[str]
+) -> None:
+    make_layer(engine, "fp_turn", [(Point(*CENTRE), {"名称": "x"})], [("名称", "string")], department=DEPT)
+    assert layer_cache(fast.app.state).sync()
+    path = tile_path("fp_turn", 12)
+    fast.get(path)
+    before = len(seen)
+    assert fast.get(path).status_code == 200 and len(seen) == before  # a hit
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE gs.layer SET sharing_class = 'restricted' WHERE id = 'fp_turn'"))
+    assert layer_cache(fast.app.state).sync()
+    closed = fast.get(path)
+    assert closed.status_code == 404 and closed.json()["field"] == "collectionId"
+    assert len(seen) == before + 1  # the route refused it
+
+
+def test_plans_are_bounded(fast: TestClient, seen: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    from geoshare.api import tile_fastpath
+
+    monkeypatch.setattr(tile_fastpath, "MAX_PLANS", 2)
+    paths = [tile_path(PUB, z) for z in (9, 10, 11)]
+    bodies = {p: fast.get(p).content for p in paths}
+    for p in paths * 2:
+        before = len(seen)
+        assert fast.get(p).content == bodies[p] and len(seen) == before
+    assert len(_fast_path(fast).plans) == 2
