@@ -204,14 +204,21 @@ def test_a_hit_needs_no_database(fast: TestClient, seen: list[str], monkeypatch:
     def no_database(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("no database")
 
+    class NoPool:
+        async def get(self) -> Any:
+            raise RuntimeError("no database")
+
     monkeypatch.setattr(fast.app.state.engine, "connect", no_database)
+    monkeypatch.setattr(fast.app.state, "async_pool", NoPool(), raising=False)
     before = len(seen)
     again = fast.get(path)
     assert again.status_code == 200 and again.content == first.content
     assert fast.get(path, headers={"If-None-Match": first.headers["etag"]}).status_code == 304
     assert len(seen) == before  # neither reached the app
-    with pytest.raises(RuntimeError, match="no database"):  # a miss does need it: the patch bites
-        fast.get(tile_path(PUB, 14))
+    with pytest.raises(RuntimeError, match="no database"):  # a miss does need it: the patches bite
+        fast.get(tile_path(PUB, 14))  # a plain tile: the asyncio pool
+    with pytest.raises(RuntimeError, match="no database"):
+        fast.get(tile_path(PUB, 14), params={"filter": "1 = 1"})  # a filtered one: the engine
 
 
 def test_hits_are_audited_as_before(

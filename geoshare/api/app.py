@@ -46,6 +46,8 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     layer_cache(app.state)  # start listening for layer changes before the first request
     yield
     layer_cache(app.state).stop()
+    if getattr(app.state, "async_pool", None) is not None:
+        await app.state.async_pool.close()
     geocode_job.stop_jobs(app)
     app.state.engine.dispose()
 

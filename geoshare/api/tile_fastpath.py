@@ -8,8 +8,9 @@ tile request itself only when it is certain the route would give the very same r
 * a method the tile route accepts, and a path the app routes to it (learnt from the first tile
   request the app routed: the route object, its template and its methods);
 * anonymous: no ``X-API-Key`` or ``X-GeoShare-Embed`` header and no ``key`` parameter;
-* the answer comes from memory, by the route's own steps (``routes.tiles.tile_from_memory``): the
-  layer row in the layer cache, the tile in the tile cache or the client's copy current (304).
+* the answer comes from memory, by the route's own steps (``routes.tiles.tile_validators``, then
+  ``memory_answer``): the layer row in the layer cache, the tile in the tile cache or the client's
+  copy current (304).
 
 What a URL means (its checked address and parameters, cache key and headers) is worked out once by
 the route's functions and kept as a ``Plan`` for as long as the layer's cached row is the same

@@ -8,6 +8,10 @@ from sqlalchemy import Engine, create_engine
 
 from geoshare.settings import get_settings
 
+# JIT compilation costs far more than it saves on short spatial queries; parallel workers for one
+# tile or page cost more than they save when many requests share a few cores
+SESSION_OPTIONS = "-c jit=off -c max_parallel_workers_per_gather=0"
+
 
 def make_engine(url: str, pool_size: int = 8) -> Engine:
     return create_engine(
@@ -19,9 +23,7 @@ def make_engine(url: str, pool_size: int = 8) -> Engine:
         # SQLAlchemy then replaces the whole pool
         pool_pre_ping=False,
         pool_recycle=1800,
-        # JIT compilation costs far more than it saves on short spatial queries; parallel workers
-        # for one tile or page cost more than they save when many requests share a few cores
-        connect_args={"options": "-c jit=off -c max_parallel_workers_per_gather=0"},
+        connect_args={"options": SESSION_OPTIONS},
     )
 
 

@@ -27,6 +27,7 @@ from geoshare.api.auth import KEY_HEADER, KEY_PARAM, principal
 from geoshare.api.deps import base_url, get_conn
 from geoshare.api.ogc_params import parse_datetime, parse_names, single
 from geoshare.api.routes.ogc import readable
+from geoshare.db.async_pool import LoopPool
 from geoshare.services.layer_cache import layer_cache
 from layers.crs import CRS84, resolve_crs
 from layers.errors import BadParameter
@@ -34,7 +35,7 @@ from layers.model import LayerInfo
 from layers.registry import layer_not_found, redact
 from layers.tiles.cache import DEFAULT_BUDGET, TileCache, TileKey
 from layers.tiles.matrixsets import TMS_IDS, get_tms, parse_tile, tile_limits
-from layers.tiles.mvt import DEFAULT_FEATURE_LIMIT, TileRequest, fetch_tile
+from layers.tiles.mvt import DEFAULT_FEATURE_LIMIT, TileRequest, fetch_plain_tile, fetch_tile, is_plain
 
 router = APIRouter(tags=["OGC API – Tiles"])
 
@@ -174,6 +175,36 @@ def tile_headers(etag: str, shareable: bool, current: bool) -> dict[str, str]:
     return {"ETag": etag, "Cache-Control": cache_control, "Vary": KEY_HEADER}
 
 
+@dataclass(frozen=True)
+class TilePlan:
+    """What a tile request is for its reader, from the layer's cached registry row."""
+
+    source: TileSource
+    request: TileRequest
+    key: TileKey
+    headers: dict[str, str]
+
+
+def tile_plan(
+    cached: LayerInfo,
+    params: QueryParams,
+    collection_id: str,
+    who: Principal,
+    tms_id: str,
+    z: int,
+    row: int,
+    col: int,
+    version: int | None,
+) -> TilePlan:
+    """The tile as ``who`` may have it, its cache key and response headers, without the body (404
+    for a layer ``who`` may not read, 400 for a bad parameter)."""
+    source = scoped(cached, who, collection_id)
+    req = _tile_request(params, source.layer, tms_id, z, row, col)
+    key = TileKey.of(source.layer, req, source.hidden, source.area)
+    headers = tile_headers(key.etag(), source.shareable, version == source.layer.current_version)
+    return TilePlan(source, req, key, headers)
+
+
 def tile_validators(
     cached: LayerInfo,
     params: QueryParams,
@@ -185,36 +216,9 @@ def tile_validators(
     col: int,
     version: int | None,
 ) -> tuple[TileKey, dict[str, str]]:
-    """The tile's cache key and response headers, from the layer's cached registry row: what the tile
-    is for ``who`` (404 for a layer ``who`` may not read, 400 for a bad parameter), without the body."""
-    source = scoped(cached, who, collection_id)
-    req = _tile_request(params, source.layer, tms_id, z, row, col)
-    key = TileKey.of(source.layer, req, source.hidden, source.area)
-    return key, tile_headers(key.etag(), source.shareable, version == source.layer.current_version)
-
-
-def tile_from_memory(
-    state: Any,
-    params: QueryParams,
-    collection_id: str,
-    who: Principal,
-    tms_id: str,
-    z: int,
-    row: int,
-    col: int,
-    version: int | None,
-    if_none_match: str | None,
-) -> tuple[int, bytes, dict[str, str]] | None:
-    """The answer (status, body, headers) when everything it needs is in this worker's memory: the
-    layer row in the layer cache, and the tile in the tile cache or the client's copy current (304).
-    None when the database must be asked. Raises what the route answers with (404, 400). The fast
-    path (``geoshare.api.tile_fastpath``) makes the same steps: ``tile_validators``, then
-    ``memory_answer``."""
-    cached = layer_cache(state).peek(collection_id)
-    if cached is None:
-        return None
-    key, headers = tile_validators(cached, params, collection_id, who, tms_id, z, row, col, version)
-    return memory_answer(state, key, headers, if_none_match)
+    """The tile's cache key and response headers (``tile_plan``), for the fast path."""
+    plan = tile_plan(cached, params, collection_id, who, tms_id, z, row, col, version)
+    return plan.key, plan.headers
 
 
 def memory_answer(
@@ -244,32 +248,46 @@ async def tile(
     request: Request,
     who: Principal = Depends(principal),
 ) -> Response:
-    """In the event loop while everything is in memory (registry row and tile cached, or a 304);
-    to a worker thread with a database connection only when something must be read. Anonymous hits
-    usually never get here: ``geoshare.api.tile_fastpath`` answers them before FastAPI."""
+    """In the event loop while the registry row is cached: from memory (tile cached, or a 304), else
+    a plain tile awaited on the worker's asyncio pool; to a worker thread with an engine connection
+    for the rest (the row not cached yet, a filter or time). Anonymous hits usually never get here:
+    ``geoshare.api.tile_fastpath`` answers them before FastAPI."""
     params = request.query_params
     z, row, col, version = tile_address(params, tms_id, tile_matrix, tile_row, tile_col)
-    hit = tile_from_memory(
-        request.app.state,
-        params,
-        collection_id,
-        who,
-        tms_id,
-        z,
-        row,
-        col,
-        version,
-        request.headers.get("if-none-match"),
-    )
-    if hit is not None:
-        status, data, headers = hit
-        if status == 304:
-            return Response(status_code=304, headers=headers)
-        request.state.audit_count = 1  # tiles served
-        return Response(data, media_type=MVT, headers=headers)
+    state = request.app.state
+    cached = layer_cache(state).peek(collection_id)
+    if cached is not None:
+        plan = tile_plan(cached, params, collection_id, who, tms_id, z, row, col, version)
+        hit = memory_answer(state, plan.key, plan.headers, request.headers.get("if-none-match"))
+        if hit is not None:
+            status, data, headers = hit
+            if status == 304:
+                return Response(status_code=304, headers=headers)
+            request.state.audit_count = 1  # tiles served
+            return Response(data, media_type=MVT, headers=headers)
+        if is_plain(plan.request):
+            pool = await async_pool(state).get()
+            if pool is not None:
+                limit = getattr(state.settings, "tile_feature_limit", DEFAULT_FEATURE_LIMIT)
+                source = plan.source
+                async with pool.connection() as conn:
+                    data = await fetch_plain_tile(
+                        conn, source.layer, plan.request, source.hidden, source.area, limit
+                    )
+                tile_cache(state).put(plan.key, data)
+                request.state.audit_count = 1
+                return Response(data, media_type=MVT, headers=plan.headers)
     return await run_in_threadpool(
         _tile_from_database, request, collection_id, who, tms_id, z, row, col, version
     )
+
+
+def async_pool(state: Any) -> LoopPool:
+    """The worker's asyncio pool for plain tiles, made on first use."""
+    pool = getattr(state, "async_pool", None)
+    if pool is None:
+        pool = state.async_pool = LoopPool(state.settings.database_url, state.settings.pool_size)
+    return pool
 
 
 def tile_address(
