@@ -1,4 +1,4 @@
-"""A raw ASGI fast path for cached vector tiles: anonymous hits answered before FastAPI.
+"""A raw ASGI fast path for anonymous vector tiles: answered before FastAPI's routing.
 
 A cached tile is a dict lookup, yet behind FastAPI's routing, dependency injection, Request and
 Response objects and exception middleware it was served at ~11% of what bare uvicorn serves. This
@@ -8,17 +8,19 @@ tile request itself only when it is certain the route would give the very same r
 * a method the tile route accepts, and a path the app routes to it (learnt from the first tile
   request the app routed: the route object, its template and its methods);
 * anonymous: no ``X-API-Key`` or ``X-GeoShare-Embed`` header and no ``key`` parameter;
-* the answer comes from memory, by the route's own steps (``routes.tiles.tile_validators``, then
-  ``memory_answer``): the layer row in the layer cache, the tile in the tile cache or the client's
-  copy current (304).
+* the route's own steps give the answer (``routes.tiles.tile_plan``, then ``memory_answer``): the
+  layer row in the layer cache, and the tile in the tile cache or the client's copy current (304),
+  or a plain tile (no filter or time) read on the worker's asyncio pool
+  (``routes.tiles.fetch_from_pool``), as the route would read it.
 
 What a URL means (its checked address and parameters, cache key and headers) is worked out once by
 the route's functions and kept as a ``Plan`` for as long as the layer's cached row is the same
 object (any change to the layer replaces it), so a hit parses nothing and allocates little: a plan
 lookup, the row identity check, one tile cache lookup and the two ASGI messages.
 
-Anything else — a miss, a key, an unknown parameter, a bad address, a layer anonymous may not read —
-goes on to the app untouched, and the route gives its usual answer or problem.
+Anything else — a filtered miss, a key, an unknown parameter, a bad address, a layer anonymous may
+not read, a failed read — goes on to the app untouched, and the route gives its usual answer or
+problem.
 
 For the audit middleware outside it, a hit leaves in ``scope`` what routing and the route would: the
 matched route, the path parameters, and in the request state the anonymous principal and (for a 200)
@@ -54,11 +56,12 @@ _NO_PARAMS = QueryParams()
 @dataclass(frozen=True, slots=True)
 class Plan:
     """What one tile URL means for an anonymous reader, worked out once by the route's own code
-    (``tile_address``, ``tile_validators``) and valid while ``layer`` is the cached registry row: a
+    (``tile_address``, ``tile_plan``) and valid while ``layer`` is the cached registry row: a
     publish or any change to the layer replaces that row, and the plan is made again."""
 
     layer: LayerInfo
     collection_id: str
+    tile: tiles.TilePlan  # what the route works out: the reader's view, the tile, key and headers
     key: TileKey
     headers: dict[str, str]  # ETag, Cache-Control, Vary as ``tile_headers`` gives them
     raw: tuple[tuple[bytes, bytes], ...]  # the same, encoded as ``Response`` encodes them
@@ -86,13 +89,18 @@ class TileFastPath:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        hit = self._hit(scope) if self.route is not None else None
-        if hit is None:
+        found = self._hit(scope) if self.route is not None else None
+        answer = None
+        if found is not None:
+            answer, plan = found
+            if answer is None and tiles.is_plain(plan.tile.request):
+                answer = await self._fetch(scope["app"].state, plan)
+        if answer is None:
             await self.app(scope, receive, send)
             if self.route is None and scope.get("endpoint") is tiles.tile:
                 self._learn(scope)
             return
-        (status, body, _), plan = hit
+        status, body, _ = answer
         scope["route"] = self.route
         scope["endpoint"] = tiles.tile
         scope["path_params"] = dict(plan.path_params)
@@ -108,6 +116,16 @@ class TileFastPath:
         await send({"type": "http.response.start", "status": status, "headers": raw})
         await send({"type": "http.response.body", "body": body})
 
+    @staticmethod
+    async def _fetch(state: Any, plan: Plan) -> tuple[int, bytes, dict[str, str]] | None:
+        """A plain tile not in the cache, read as the route reads it (``tiles.fetch_from_pool``);
+        None, for the route to answer, when this loop has no pool or the read fails."""
+        try:
+            data = await tiles.fetch_from_pool(state, plan.tile)
+        except Exception:  # noqa: BLE001 - the route reads it again and gives its own answer
+            return None
+        return None if data is None else (200, data, plan.headers)
+
     def _learn(self, scope: Scope) -> None:
         """Take the route (and its methods) from a request the app itself routed to the tile
         endpoint; a differently mounted route (another template) leaves the fast path off."""
@@ -116,8 +134,9 @@ class TileFastPath:
             self.methods = frozenset(getattr(route, "methods", None) or ()) & {"GET", "HEAD"}
             self.route = route
 
-    def _hit(self, scope: Scope) -> tuple[tuple[int, bytes, dict[str, str]], Plan] | None:
-        """The route's answer and the URL's plan for a hit; None for anything the app must answer."""
+    def _hit(self, scope: Scope) -> tuple[tuple[int, bytes, dict[str, str]] | None, Plan] | None:
+        """The URL's plan and the answer from memory (None on a cache miss); None for anything the
+        app must answer."""
         path: str = scope["path"]
         if not path.startswith(_PREFIX) or scope["method"] not in self.methods or scope.get("root_path"):
             return None
@@ -139,8 +158,7 @@ class TileFastPath:
             self.plans[memo] = plan
             while len(self.plans) > MAX_PLANS:
                 self.plans.popitem(last=False)
-        answer = tiles.memory_answer(state, plan.key, plan.headers, if_none_match)
-        return None if answer is None else (answer, plan)
+        return tiles.memory_answer(state, plan.key, plan.headers, if_none_match), plan
 
     @staticmethod
     def _plan(state: Any, path: str, query: bytes) -> Plan | None:
@@ -158,11 +176,10 @@ class TileFastPath:
             return None
         try:
             z, row, col, version = tiles.tile_address(params, tms_id, tile_matrix, tile_row, tile_col)
-            key, headers = tiles.tile_validators(
-                cached, params, collection_id, ANONYMOUS, tms_id, z, row, col, version
-            )
+            tile = tiles.tile_plan(cached, params, collection_id, ANONYMOUS, tms_id, z, row, col, version)
         except Exception:  # noqa: BLE001 - any refusal is the route's to give, as a problem
             return None
+        key, headers = tile.key, tile.headers
         raw = encode_headers(headers)
         names = {name for name, _ in raw}
         path_params = {
@@ -175,6 +192,7 @@ class TileFastPath:
         return Plan(
             cached,
             collection_id,
+            tile,
             key,
             headers,
             raw,

@@ -205,22 +205,6 @@ def tile_plan(
     return TilePlan(source, req, key, headers)
 
 
-def tile_validators(
-    cached: LayerInfo,
-    params: QueryParams,
-    collection_id: str,
-    who: Principal,
-    tms_id: str,
-    z: int,
-    row: int,
-    col: int,
-    version: int | None,
-) -> tuple[TileKey, dict[str, str]]:
-    """The tile's cache key and response headers (``tile_plan``), for the fast path."""
-    plan = tile_plan(cached, params, collection_id, who, tms_id, z, row, col, version)
-    return plan.key, plan.headers
-
-
 def memory_answer(
     state: Any, key: TileKey, headers: dict[str, str], if_none_match: str | None
 ) -> tuple[int, bytes, dict[str, str]] | None:
@@ -266,20 +250,27 @@ async def tile(
             request.state.audit_count = 1  # tiles served
             return Response(data, media_type=MVT, headers=headers)
         if is_plain(plan.request):
-            pool = await async_pool(state).get()
-            if pool is not None:
-                limit = getattr(state.settings, "tile_feature_limit", DEFAULT_FEATURE_LIMIT)
-                source = plan.source
-                async with pool.connection() as conn:
-                    data = await fetch_plain_tile(
-                        conn, source.layer, plan.request, source.hidden, source.area, limit
-                    )
-                tile_cache(state).put(plan.key, data)
+            data = await fetch_from_pool(state, plan)
+            if data is not None:
                 request.state.audit_count = 1
                 return Response(data, media_type=MVT, headers=plan.headers)
     return await run_in_threadpool(
         _tile_from_database, request, collection_id, who, tms_id, z, row, col, version
     )
+
+
+async def fetch_from_pool(state: Any, plan: TilePlan) -> bytes | None:
+    """A plain tile (``is_plain``) read on the worker's asyncio pool and put in the tile cache; None
+    when this event loop has no pool (the caller reads it through the engine instead)."""
+    pool = await async_pool(state).get()
+    if pool is None:
+        return None
+    limit = getattr(state.settings, "tile_feature_limit", DEFAULT_FEATURE_LIMIT)
+    source = plan.source
+    async with pool.connection() as conn:
+        data = await fetch_plain_tile(conn, source.layer, plan.request, source.hidden, source.area, limit)
+    tile_cache(state).put(plan.key, data)
+    return data
 
 
 def async_pool(state: Any) -> LoopPool:
