@@ -334,3 +334,36 @@ def test_plans_are_bounded(fast: TestClient, seen: list[str], monkeypatch: pytes
         before = len(seen)
         assert fast.get(p).content == bodies[p] and len(seen) == before
     assert len(_fast_path(fast).plans) == 2
+
+
+def test_a_key_this_worker_holds_is_served_as_the_route_serves_it(
+    fast: TestClient, plain: TestClient, world: dict[str, str], engine: Engine, seen: list[str]
+) -> None:
+    """A key whose principal the worker reuses skips FastAPI too, with the owner's view of the layer
+    (its restricted field, a private Cache-Control); a revoked key is the route's to refuse at once."""
+    from geoshare.access.store import revoke_key
+
+    path = tile_path(PUB, 11)
+    owner = {"X-API-Key": world["owner"]}
+    for client in (fast, plain):  # authenticate (the principal is reused from now) and fill the caches
+        assert client.get(path, headers=owner).status_code == 200
+    first_miss = tile_path(PUB, 13)  # not yet read with this key
+    before = len(seen)
+    ours, theirs = fast.get(first_miss, headers=owner), plain.get(first_miss, headers=owner)
+    assert answer(ours) == answer(theirs) and len(seen) == before  # a miss read on the pool, here
+    ours, theirs = fast.get(path, headers=owner), plain.get(path, headers=owner)
+    assert answer(ours) == answer(theirs) and len(seen) == before  # a hit
+    assert ours.headers["cache-control"].startswith("private")
+    owned = mapbox_vector_tile.decode(ours.content)[PUB]["features"]
+    public = mapbox_vector_tile.decode(fast.get(path).content)[PUB]["features"]
+    assert HIDDEN in owned[0]["properties"] and HIDDEN not in public[0]["properties"]
+
+    with engine.begin() as conn:
+        revoke_key(conn, world["owner"])
+    registry = layer_cache(fast.app.state)
+    deadline = time.monotonic() + 10
+    while registry.principals:  # the NOTIFY on gs_access drops every reused principal
+        assert time.monotonic() < deadline, "the revocation was never announced"
+        time.sleep(0.02)
+    refused = fast.get(path, headers=owner)
+    assert refused.status_code == 401 and len(seen) > before

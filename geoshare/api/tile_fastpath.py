@@ -1,4 +1,4 @@
-"""A raw ASGI fast path for anonymous vector tiles: answered before FastAPI's routing.
+"""A raw ASGI fast path for vector tiles: answered before FastAPI's routing when nothing needs it.
 
 A cached tile is a dict lookup, yet behind FastAPI's routing, dependency injection, Request and
 Response objects and exception middleware it was served at ~11% of what bare uvicorn serves. This
@@ -7,7 +7,10 @@ tile request itself only when it is certain the route would give the very same r
 
 * a method the tile route accepts, and a path the app routes to it (learnt from the first tile
   request the app routed: the route object, its template and its methods);
-* anonymous: no ``X-API-Key`` or ``X-GeoShare-Embed`` header and no ``key`` parameter;
+* anonymous (no ``X-API-Key`` or ``X-GeoShare-Embed`` header, no ``key`` parameter), or a key in
+  ``X-API-Key`` whose principal this worker already reuses (``api.auth``: authenticated within the
+  minute, not bound to referrers or IPs, nothing announced on ``gs_access`` since); a plan made
+  for one principal object is never used for another;
 * the route's own steps give the answer (``routes.tiles.tile_plan``, then ``memory_answer``): the
   layer row in the layer cache, and the tile in the tile cache or the client's copy current (304),
   or a plain tile (no filter or time) read on the worker's asyncio pool
@@ -18,24 +21,27 @@ the route's functions and kept as a ``Plan`` for as long as the layer's cached r
 object (any change to the layer replaces it), so a hit parses nothing and allocates little: a plan
 lookup, the row identity check, one tile cache lookup and the two ASGI messages.
 
-Anything else — a filtered miss, a key, an unknown parameter, a bad address, a layer anonymous may
-not read, a failed read — goes on to the app untouched, and the route gives its usual answer or
-problem.
+Anything else — a filtered miss, a key to check, an unknown parameter, a bad address, a layer the
+reader may not read, a failed read — goes on to the app untouched, and the route gives its usual
+answer or problem.
 
 For the audit middleware outside it, a hit leaves in ``scope`` what routing and the route would: the
-matched route, the path parameters, and in the request state the anonymous principal and (for a 200)
-one tile served, so hits are audited and rate limited exactly as before.
+matched route, the path parameters, and in the request state the principal and (for a 200) one tile
+served, so hits are audited and rate limited exactly as before.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from starlette.datastructures import QueryParams
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from geoshare.access import keys
+from geoshare.access.identity import Principal
 from geoshare.api.auth import ANONYMOUS, KEY_PARAM
 from geoshare.api.routes import tiles
 from geoshare.services.layer_cache import layer_cache
@@ -46,8 +52,10 @@ from layers.tiles.cache import TileKey
 MAX_PLANS = 4096
 _PREFIX = "/collections/"
 _SEGMENTS = 8  # "", "collections", id, "tiles", tms, z, row, col
-#: headers that make the request a keyed (or embed-vouched) one: the route must authenticate it
-_KEYED = frozenset({b"x-api-key", b"x-geoshare-embed"})
+#: a key in this header is served here when this worker already holds its principal (``reader``)
+_KEY_HEADER = b"x-api-key"
+#: embed-vouched requests: the route must check the ticket
+_EMBED = b"x-geoshare-embed"
 _IF_NONE_MATCH = b"if-none-match"
 _CONTENT_TYPE = (b"content-type", tiles.MVT.encode("latin-1"))
 _NO_PARAMS = QueryParams()
@@ -55,11 +63,12 @@ _NO_PARAMS = QueryParams()
 
 @dataclass(frozen=True, slots=True)
 class Plan:
-    """What one tile URL means for an anonymous reader, worked out once by the route's own code
+    """What one tile URL means for one reader, worked out once by the route's own code
     (``tile_address``, ``tile_plan``) and valid while ``layer`` is the cached registry row: a
     publish or any change to the layer replaces that row, and the plan is made again."""
 
     layer: LayerInfo
+    who: Principal  # the reader the plan was made for (a reused principal object, or anonymous)
     collection_id: str
     tile: tiles.TilePlan  # what the route works out: the reader's view, the tile, key and headers
     key: TileKey
@@ -105,7 +114,7 @@ class TileFastPath:
         scope["endpoint"] = tiles.tile
         scope["path_params"] = dict(plan.path_params)
         state = scope.setdefault("state", {})
-        state["principal"] = ANONYMOUS  # what the ``principal`` dependency leaves for the audit
+        state["principal"] = plan.who  # what the ``principal`` dependency leaves for the audit
         raw = list(plan.raw)
         if status != 304:
             state["audit_count"] = 1  # tiles served
@@ -140,19 +149,25 @@ class TileFastPath:
         path: str = scope["path"]
         if not path.startswith(_PREFIX) or scope["method"] not in self.methods or scope.get("root_path"):
             return None
-        if_none_match = None
+        if_none_match = key = None
         for name, value in scope["headers"]:
-            if name in _KEYED:
+            if name == _EMBED:
                 return None
-            if name == _IF_NONE_MATCH and if_none_match is None:
+            if name == _KEY_HEADER and key is None:
+                key = value.decode("latin-1").strip()
+            elif name == _IF_NONE_MATCH and if_none_match is None:
                 if_none_match = value.decode("latin-1")  # the first one, as Request.headers.get
         state = scope["app"].state
-        memo = (path, scope["query_string"])
+        registry = layer_cache(state)
+        who = ANONYMOUS if key is None else reader(registry, key)
+        if who is None:
+            return None
+        memo = (path, scope["query_string"], key)
         plan = self.plans.get(memo)
-        if plan is not None and layer_cache(state).peek(plan.collection_id) is plan.layer:
+        if plan is not None and plan.who is who and registry.peek(plan.collection_id) is plan.layer:
             self.plans.move_to_end(memo)
         else:
-            plan = self._plan(state, path, memo[1])
+            plan = self._plan(state, path, memo[1], who)
             if plan is None:
                 return None
             self.plans[memo] = plan
@@ -161,9 +176,9 @@ class TileFastPath:
         return tiles.memory_answer(state, plan.key, plan.headers, if_none_match), plan
 
     @staticmethod
-    def _plan(state: Any, path: str, query: bytes) -> Plan | None:
-        """The URL's plan, when it is an anonymous tile request the route would answer from a cached
-        layer row; None for anything else (keyed, malformed, unreadable: the route's to refuse)."""
+    def _plan(state: Any, path: str, query: bytes, who: Principal) -> Plan | None:
+        """The URL's plan for ``who``, when the route would answer it from a cached layer row; None
+        for anything else (a key in the URL, malformed, unreadable: the route's to refuse)."""
         parts = path.split("/")
         if len(parts) != _SEGMENTS or parts[3] != "tiles" or "//" in path or path[-1] == "/":
             return None
@@ -176,7 +191,7 @@ class TileFastPath:
             return None
         try:
             z, row, col, version = tiles.tile_address(params, tms_id, tile_matrix, tile_row, tile_col)
-            tile = tiles.tile_plan(cached, params, collection_id, ANONYMOUS, tms_id, z, row, col, version)
+            tile = tiles.tile_plan(cached, params, collection_id, who, tms_id, z, row, col, version)
         except Exception:  # noqa: BLE001 - any refusal is the route's to give, as a problem
             return None
         key, headers = tile.key, tile.headers
@@ -191,6 +206,7 @@ class TileFastPath:
         }
         return Plan(
             cached,
+            who,
             collection_id,
             tile,
             key,
@@ -200,6 +216,18 @@ class TileFastPath:
             b"content-type" not in names,
             path_params,
         )
+
+
+def reader(registry: Any, key: str) -> Principal | None:
+    """The principal this worker reuses for ``key`` (as ``api.auth.principal`` would), or None when
+    the key must be checked by the route: unknown here, bound to referrers or IPs (never reused),
+    past its reuse time, or the worker not listening for access changes."""
+    if not registry.live or not key:
+        return None
+    who = registry.principals.get(keys.digest(key))
+    if isinstance(who, Principal) and who.cacheable_until and who.cacheable_until > datetime.now(UTC):
+        return who
+    return None
 
 
 def install(app: Any) -> None:
