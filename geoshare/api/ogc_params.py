@@ -8,6 +8,7 @@ key parameter (``key``) is accepted everywhere; a layer property of that name is
 from __future__ import annotations
 
 import math
+from collections.abc import Container, Iterable
 from datetime import UTC, date, datetime, time, timedelta
 
 from starlette.datastructures import QueryParams
@@ -38,6 +39,14 @@ ITEMS_PARAMS = frozenset(
 FEATURE_PARAMS = frozenset({"f", "crs", "properties", KEY_PARAM})
 FORMAT_PARAMS = frozenset({"f", KEY_PARAM})  # documents that take no other parameter
 JSON_FORMATS = ("json", "geojson", "application/json", "application/geo+json")
+
+
+def check_params(params: Iterable[str], allowed: Container[str]) -> None:
+    """Refuse the first parameter not in ``allowed``: a 400 naming it, since a misspelt parameter
+    silently ignored gives a wrong answer that looks right."""
+    for key in params:
+        if key not in allowed:
+            raise BadParameter(f"unknown parameter {key!r}", field=key)
 
 
 def check_format(params: QueryParams) -> None:

@@ -19,7 +19,7 @@ from geoshare.access.identity import Principal
 from geoshare.api import ogc_docs
 from geoshare.api.auth import KEY_PARAM, principal
 from geoshare.api.deps import base_url, get_conn
-from geoshare.api.ogc_params import single
+from geoshare.api.ogc_params import check_params, single
 from geoshare.api.routes.tiles import (
     MVT,
     TILEJSON_VERSION,
@@ -52,12 +52,6 @@ def _json(doc: object) -> Response:
     return Response(orjson.dumps(doc), media_type=ogc_docs.JSON)
 
 
-def _check(params: Any, allowed: set[str]) -> None:
-    for key in params:
-        if key not in allowed:
-            raise BadParameter(f"unknown parameter {key!r}", field=key)
-
-
 def _key_query(request: Request) -> list[tuple[str, str]]:
     key = request.query_params.get(KEY_PARAM)
     return [(KEY_PARAM, key)] if key else []
@@ -70,7 +64,7 @@ def basemap(
     conn: Connection = Depends(get_conn),
     base: str = Depends(base_url),
 ) -> Response:
-    _check(request.query_params, {KEY_PARAM, "f"})
+    check_params(request.query_params, {KEY_PARAM, "f"})
     config = _config(request)
     parts = _parts(conn, request, who)
     extra = _key_query(request)
@@ -147,13 +141,13 @@ def basemap_tilejson(
     conn: Connection = Depends(get_conn),
     base: str = Depends(base_url),
 ) -> Response:
-    _check(request.query_params, {KEY_PARAM, "f"})
+    check_params(request.query_params, {KEY_PARAM, "f"})
     return _json(_tilejson(request, base, tms_id, _parts(conn, request, who)))
 
 
 @router.get("/basemap/style.json", summary="A MapLibre GL style for the base map (variant light or dark)")
 def basemap_style(request: Request, base: str = Depends(base_url)) -> Response:
-    _check(request.query_params, {KEY_PARAM, "variant"})
+    check_params(request.query_params, {KEY_PARAM, "variant"})
     variant = single(request.query_params, "variant") or "light"
     if variant not in PALETTES:
         raise BadParameter(f"variant is one of {', '.join(PALETTES)}", field="variant")
@@ -183,7 +177,7 @@ def basemap_tile(
     who: Principal = Depends(principal),
     conn: Connection = Depends(get_conn),
 ) -> Response:
-    _check(request.query_params, {KEY_PARAM, "v"})
+    check_params(request.query_params, {KEY_PARAM, "v"})
     _, z, row, col = parse_tile(tms_id, tile_matrix, tile_row, tile_col)
     # content zooms are Web Mercator levels: WorldCRS84Quad level z shows about level z + 1, while
     # Tianditu's c grid (CGCS2000Quad) numbers its levels to match Web Mercator's scales

@@ -22,7 +22,7 @@ from starlette.responses import FileResponse, Response, StreamingResponse
 from geoshare.access import policy
 from geoshare.access.identity import Principal
 from geoshare.api.auth import KEY_PARAM, principal
-from geoshare.api.ogc_params import parse_bbox, parse_names, single
+from geoshare.api.ogc_params import check_params, parse_bbox, parse_names, single
 from geoshare.api.routes.ogc import readable
 from geoshare.services.layer_cache import layer_cache
 from layers.crs import resolve_crs
@@ -56,9 +56,7 @@ def _version(raw: str | None) -> int | None:
 
 def export_request(params: QueryParams) -> ExportRequest:
     """The query string as an ``ExportRequest``; an unknown or malformed parameter is a 400 naming it."""
-    for key in params:
-        if key not in EXPORT_PARAMS:
-            raise BadParameter(f"unknown parameter {key!r}", field=key)
+    check_params(params, EXPORT_PARAMS)
     return ExportRequest(
         format=parse_format(single(params, "format")),
         crs=resolve_crs(single(params, "crs"), "crs"),

@@ -31,6 +31,7 @@ from geoshare.access import policy
 from geoshare.access.identity import Principal
 from geoshare.api.auth import KEY_PARAM, principal, require_platform_admin
 from geoshare.api.deps import base_url, get_conn
+from geoshare.api.ogc_params import check_params
 from geoshare.api.problems import Problem
 from layers.errors import BadParameter, NotFound
 from layers.imagery import store, tiles
@@ -54,9 +55,7 @@ def _json(doc: object, status: int = 200) -> Response:
 
 
 def _only(request: Request, *allowed: str) -> None:
-    for name in request.query_params:
-        if name not in allowed and name != KEY_PARAM:
-            raise BadParameter(f"unknown parameter {name!r}", field=name)
+    check_params(request.query_params, {*allowed, KEY_PARAM})
 
 
 def _key_query(request: Request) -> dict[str, str]:

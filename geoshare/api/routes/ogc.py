@@ -23,13 +23,13 @@ from geoshare.api.ogc_params import (
     FEATURE_PARAMS,
     FORMAT_PARAMS,
     check_format,
+    check_params,
     items_query,
     parse_names,
     single,
 )
 from geoshare.services.layer_cache import LayerCache, layer_cache
 from layers.crs import CrsDef, resolve_crs
-from layers.errors import BadParameter
 from layers.model import LayerInfo
 from layers.query import fetch_feature, fetch_page
 from layers.registry import get_layer, layer_not_found, list_layers, redact
@@ -43,9 +43,7 @@ def _json(doc: object, media_type: str = ogc_docs.JSON) -> Response:
 
 def _format_only(request: Request) -> None:
     check_format(request.query_params)
-    for key in request.query_params:
-        if key not in FORMAT_PARAMS:
-            raise BadParameter(f"unknown parameter {key!r}", field=key)
+    check_params(request.query_params, FORMAT_PARAMS)
 
 
 @router.get("/", summary="Landing page")
@@ -189,9 +187,7 @@ def item(
 ) -> Response:
     params = request.query_params
     check_format(params)
-    for key in params:
-        if key not in FEATURE_PARAMS:
-            raise BadParameter(f"unknown parameter {key!r}", field=key)
+    check_params(params, FEATURE_PARAMS)
     layer, hidden = readable(conn, collection_id, who, layer_cache(request.app.state))
     crs = resolve_crs(single(params, "crs"), "crs")
     feature = fetch_feature(

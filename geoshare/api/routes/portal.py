@@ -29,6 +29,7 @@ from starlette.types import Scope
 from geoshare.access.identity import Forbidden, Unauthenticated, authenticate, origin_of
 from geoshare.api.auth import KEY_PARAM, request_origin
 from geoshare.api.deps import base_url
+from geoshare.api.ogc_params import check_params
 from geoshare.api.routes import fonts, ogc
 from geoshare.web import MAPLIBRE_JS, SDK_SOURCE, STATIC_DIR, TEMPLATES_DIR, asset_version, embed_ticket, i18n
 from layers.errors import BadParameter, LayerError
@@ -170,9 +171,7 @@ def wants_html(request: Request) -> bool:
 
 
 def _page_params(request: Request, allowed: frozenset[str] = frozenset({"lang"})) -> None:
-    for name in request.query_params:
-        if name not in allowed:
-            raise BadParameter(f"unknown parameter {name!r}", field=name)
+    check_params(request.query_params, allowed)
 
 
 def home(request: Request) -> Response:

@@ -24,7 +24,7 @@ from starlette.responses import Response
 from geoshare.access.identity import Principal
 from geoshare.api.auth import KEY_PARAM, principal
 from geoshare.api.deps import get_conn
-from geoshare.api.ogc_params import parse_datetime, single
+from geoshare.api.ogc_params import check_params, parse_datetime, single
 from geoshare.api.routes import basemap as basemap_routes
 from geoshare.api.routes import tiles as tile_routes
 from geoshare.api.routes.tiles import SHAPING_PARAMS, etag_matches, tile_cache, tile_headers, tile_source
@@ -87,12 +87,6 @@ def parse_address(tms_id: str, tile_matrix: str, tile_row: str, tile_col: str, f
         )
     _, z, row, col = parse_tile(tms_id, tile_matrix, tile_row, tile_col)
     return TileAddress(tms_id, z, row, col, fmt)
-
-
-def _check_params(params: QueryParams, allowed: frozenset[str]) -> None:
-    for key in params:
-        if key not in allowed:
-            raise BadParameter(f"unknown parameter {key!r}", field=key)
 
 
 def _feature_limit(request: Request) -> int:
@@ -223,7 +217,7 @@ def basemap_raster_tile(
     if fmt in VECTOR_SUFFIXES:
         return basemap_routes.basemap_tile(tms_id, tile_matrix, tile_row, tile_col, request, who, conn)
     params = request.query_params
-    _check_params(params, BASEMAP_PARAMS)
+    check_params(params, BASEMAP_PARAMS)
     variant = check_variant(single(params, "variant"))
     tile = parse_address(tms_id, tile_matrix, tile_row, tile_col, fmt)
     return basemap_raster(conn, request, who, tile, variant, single(params, "v"))
@@ -253,7 +247,7 @@ def layer_raster_tile(
             collection_id, tms_id, tile_matrix, tile_row, tile_col, request, who
         )
     params = request.query_params
-    _check_params(params, LAYER_PARAMS)
+    check_params(params, LAYER_PARAMS)
     tile = parse_address(tms_id, tile_matrix, tile_row, tile_col, fmt)
     version = single(params, "v")
     if version is not None and not version.isdigit():

@@ -25,7 +25,7 @@ from geoshare.access.identity import Principal
 from geoshare.api import ogc_docs
 from geoshare.api.auth import KEY_HEADER, KEY_PARAM, principal
 from geoshare.api.deps import base_url, get_conn
-from geoshare.api.ogc_params import parse_datetime, parse_names, single
+from geoshare.api.ogc_params import check_params, parse_datetime, parse_names, single
 from geoshare.api.routes.ogc import readable
 from geoshare.db.async_pool import LoopPool
 from geoshare.services.layer_cache import layer_cache
@@ -96,12 +96,6 @@ def tile_cache(state: Any) -> TileCache:
 
 def _json(doc: object, media_type: str = ogc_docs.JSON) -> Response:
     return Response(orjson.dumps(doc), media_type=media_type)
-
-
-def _check_params(params: QueryParams, allowed: frozenset[str]) -> None:
-    for key in params:
-        if key not in allowed:
-            raise BadParameter(f"unknown parameter {key!r}", field=key)
 
 
 def _format(params: QueryParams, accepted: tuple[str, ...]) -> str:
@@ -285,7 +279,7 @@ def tile_address(
     params: QueryParams, tms_id: str, tile_matrix: str, tile_row: str, tile_col: str
 ) -> tuple[int, int, int, int | None]:
     """(z, row, col, v) of a tile request, after checking its parameters: 400/404 as for any tile."""
-    _check_params(params, TILE_PARAMS)
+    check_params(params, TILE_PARAMS)
     _format(params, ("mvt", MVT))
     _, z, row, col = parse_tile(tms_id, tile_matrix, tile_row, tile_col)
     return z, row, col, _version_param(params)
@@ -348,14 +342,14 @@ def _tms_ref(base: str, tms: TileMatrixSet) -> dict[str, Any]:
 
 @router.get("/tileMatrixSets", summary="Tile matrix sets tiles are offered in")
 def tile_matrix_sets(request: Request, base: str = Depends(base_url)) -> Response:
-    _check_params(request.query_params, frozenset({"f", KEY_PARAM}))
+    check_params(request.query_params, frozenset({"f", KEY_PARAM}))
     _format(request.query_params, ("json", ogc_docs.JSON))
     return _json({"tileMatrixSets": [_tms_ref(base, get_tms(i)) for i in TMS_IDS]})
 
 
 @router.get("/tileMatrixSets/{tms_id}", summary="A tile matrix set (OGC TMS 2.0 JSON)")
 def tile_matrix_set(tms_id: str, request: Request) -> Response:
-    _check_params(request.query_params, frozenset({"f", KEY_PARAM}))
+    check_params(request.query_params, frozenset({"f", KEY_PARAM}))
     _format(request.query_params, ("json", ogc_docs.JSON))
     return _json(get_tms(tms_id).model_dump(mode="json", exclude_none=True))
 
@@ -406,7 +400,7 @@ def tilesets(
     conn: Connection = Depends(get_conn),
     base: str = Depends(base_url),
 ) -> Response:
-    _check_params(request.query_params, frozenset({"f", KEY_PARAM}))
+    check_params(request.query_params, frozenset({"f", KEY_PARAM}))
     _format(request.query_params, ("json", ogc_docs.JSON))
     layer = tile_source(conn, collection_id, who, request).layer
     href = f"{base}/collections/{quote(layer.id)}"
@@ -499,7 +493,7 @@ def tileset(
     base: str = Depends(base_url),
 ) -> Response:
     params = request.query_params
-    _check_params(params, TILESET_PARAMS)
+    check_params(params, TILESET_PARAMS)
     f = _format(params, ("json", ogc_docs.JSON, "tilejson"))
     tms = get_tms(tms_id)
     layer = tile_source(conn, collection_id, who, request).layer
@@ -518,7 +512,7 @@ def tilejson(
     base: str = Depends(base_url),
 ) -> Response:
     params = request.query_params
-    _check_params(params, TILESET_PARAMS)
+    check_params(params, TILESET_PARAMS)
     _format(params, ("tilejson", "json", ogc_docs.JSON))
     tms = get_tms(tms_id)
     layer = tile_source(conn, collection_id, who, request).layer

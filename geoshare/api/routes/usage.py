@@ -26,6 +26,7 @@ from geoshare.access.audit import AuditConfig
 from geoshare.access.identity import Principal
 from geoshare.api.auth import KEY_PARAM, require_authenticated, require_platform_admin
 from geoshare.api.deps import base_url, get_conn
+from geoshare.api.ogc_params import check_params
 from layers.errors import BadParameter
 
 router = APIRouter(tags=["usage and audit"])
@@ -53,12 +54,6 @@ CSV_MEDIA = "text/csv; charset=utf-8"
 
 
 # -- parameters ------------------------------------------------------------------------------------------
-
-
-def _only(params: QueryParams, allowed: frozenset[str]) -> None:
-    for name in params:
-        if name not in allowed:
-            raise BadParameter(f"unknown parameter {name!r}", field=name)
 
 
 def _one(params: QueryParams, name: str) -> str | None:
@@ -228,7 +223,7 @@ def usage(
     conn: Connection = Depends(get_conn),
 ) -> Response:
     params = request.query_params
-    _only(params, USAGE_PARAMS)
+    check_params(params, USAGE_PARAMS)
     f = _format(params)
     start, end = _period(params, _zone(request))
     groups = _groups(params)
@@ -274,7 +269,7 @@ def audit_log(
     base: str = Depends(base_url),
 ) -> Response:
     params = request.query_params
-    _only(params, AUDIT_PARAMS)
+    check_params(params, AUDIT_PARAMS)
     f = _format(params)
     limit = _int(params, "limit", 100, 1, 1000) or 100
     cursor = _int(params, "cursor", None, 1, 2**63 - 1)
