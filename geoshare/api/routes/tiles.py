@@ -179,6 +179,17 @@ class TilePlan:
     headers: dict[str, str]
 
 
+def plan_for(
+    source: TileSource, params: QueryParams, tms_id: str, z: int, row: int, col: int, version: int | None
+) -> TilePlan:
+    """The tile as ``source``'s reader may have it, its cache key and response headers (400 for a
+    bad parameter)."""
+    req = _tile_request(params, source.layer, tms_id, z, row, col)
+    key = TileKey.of(source.layer, req, source.hidden, source.area)
+    headers = tile_headers(key.etag(), source.shareable, version == source.layer.current_version)
+    return TilePlan(source, req, key, headers)
+
+
 def tile_plan(
     cached: LayerInfo,
     params: QueryParams,
@@ -190,13 +201,9 @@ def tile_plan(
     col: int,
     version: int | None,
 ) -> TilePlan:
-    """The tile as ``who`` may have it, its cache key and response headers, without the body (404
-    for a layer ``who`` may not read, 400 for a bad parameter)."""
-    source = scoped(cached, who, collection_id)
-    req = _tile_request(params, source.layer, tms_id, z, row, col)
-    key = TileKey.of(source.layer, req, source.hidden, source.area)
-    headers = tile_headers(key.etag(), source.shareable, version == source.layer.current_version)
-    return TilePlan(source, req, key, headers)
+    """``plan_for`` from the layer's cached registry row, without the body (404 for a layer ``who``
+    may not read)."""
+    return plan_for(scoped(cached, who, collection_id), params, tms_id, z, row, col, version)
 
 
 def memory_answer(
@@ -237,20 +244,25 @@ async def tile(
     if cached is not None:
         plan = tile_plan(cached, params, collection_id, who, tms_id, z, row, col, version)
         hit = memory_answer(state, plan.key, plan.headers, request.headers.get("if-none-match"))
-        if hit is not None:
-            status, data, headers = hit
-            if status == 304:
-                return Response(status_code=304, headers=headers)
-            request.state.audit_count = 1  # tiles served
-            return Response(data, media_type=MVT, headers=headers)
-        if is_plain(plan.request):
+        if hit is None and is_plain(plan.request):
             data = await fetch_from_pool(state, plan)
-            if data is not None:
-                request.state.audit_count = 1
-                return Response(data, media_type=MVT, headers=plan.headers)
+            hit = None if data is None else (200, data, plan.headers)
+        if hit is not None:
+            return _respond(request, *hit)
     return await run_in_threadpool(
         _tile_from_database, request, collection_id, who, tms_id, z, row, col, version
     )
+
+
+def _respond(request: Request, status: int, data: bytes, headers: dict[str, str]) -> Response:
+    if status == 304:
+        return Response(status_code=304, headers=headers)
+    request.state.audit_count = 1  # tiles served
+    return Response(data, media_type=MVT, headers=headers)
+
+
+def _feature_limit(state: Any) -> int:
+    return getattr(state.settings, "tile_feature_limit", DEFAULT_FEATURE_LIMIT)
 
 
 async def fetch_from_pool(state: Any, plan: TilePlan) -> bytes | None:
@@ -259,10 +271,11 @@ async def fetch_from_pool(state: Any, plan: TilePlan) -> bytes | None:
     pool = await async_pool(state).get()
     if pool is None:
         return None
-    limit = getattr(state.settings, "tile_feature_limit", DEFAULT_FEATURE_LIMIT)
     source = plan.source
     async with pool.connection() as conn:
-        data = await fetch_plain_tile(conn, source.layer, plan.request, source.hidden, source.area, limit)
+        data = await fetch_plain_tile(
+            conn, source.layer, plan.request, source.hidden, source.area, _feature_limit(state)
+        )
     tile_cache(state).put(plan.key, data)
     return data
 
@@ -313,19 +326,14 @@ def _tile_from_database(
     with state.engine.connect() as conn:
         conn = conn.execution_options(isolation_level="AUTOCOMMIT")
         source = tile_source(conn, collection_id, who, request)
-        req = _tile_request(request.query_params, source.layer, tms_id, z, row, col)
-        key = TileKey.of(source.layer, req, source.hidden, source.area)
-        headers = tile_headers(key.etag(), source.shareable, version == source.layer.current_version)
-        if etag_matches(request.headers.get("if-none-match"), headers["ETag"]):
-            return Response(status_code=304, headers=headers)
-        cache = tile_cache(state)
-        data = cache.get(key)
-        if data is None:
-            limit = getattr(state.settings, "tile_feature_limit", DEFAULT_FEATURE_LIMIT)
-            data = fetch_tile(conn, source.layer, req, source.hidden, source.area, limit)
-            cache.put(key, data)
-    request.state.audit_count = 1  # tiles served
-    return Response(data, media_type=MVT, headers=headers)
+        plan = plan_for(source, request.query_params, tms_id, z, row, col, version)
+        hit = memory_answer(state, plan.key, plan.headers, request.headers.get("if-none-match"))
+        if hit is None:
+            limit = _feature_limit(state)
+            data = fetch_tile(conn, source.layer, plan.request, source.hidden, source.area, limit)
+            tile_cache(state).put(plan.key, data)
+            hit = (200, data, plan.headers)
+    return _respond(request, *hit)
 
 
 # --- tile matrix sets -------------------------------------------------------------------------
