@@ -13,7 +13,7 @@ from sqlalchemy.exc import DBAPIError
 
 from geocode.model import CONFIDENT
 from geoshare.db.engine import get_engine
-from geoshare.services import address_layers, publishing
+from geoshare.services import address_layers, publishing, tile_pyramids
 from geoshare.settings import get_settings
 from layers.errors import LayerError
 from layers.model import SHARING_CLASSES, LayerMetadata
@@ -149,8 +149,7 @@ def publish(
 def _render_dense_tiles(layer_id: str, feature_count: int) -> None:
     from geoshare.cli.tiles import render_dense_tiles  # the tiles commands import this module
 
-    least = get_settings().tile_pyramid_min_features
-    if least > 0 and feature_count >= least:
+    if tile_pyramids.wanted(feature_count, get_settings()):
         with _one_line_errors():
             render_dense_tiles(layer_id)
 

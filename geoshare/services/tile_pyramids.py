@@ -30,10 +30,10 @@ def pyramid_hidden(layer: LayerInfo) -> frozenset[str]:
     return frozenset() if layer.sharing_class == "restricted" else frozenset(layer.restricted_fields)
 
 
-def wanted(layer: LayerInfo, settings: Settings) -> bool:
+def wanted(feature_count: int, settings: Settings) -> bool:
     """Worth building: pyramids on, and enough features for one tile to be dense."""
     least = settings.tile_pyramid_min_features
-    return least > 0 and layer.feature_count >= least
+    return least > 0 and feature_count >= least
 
 
 def build(
@@ -42,7 +42,7 @@ def build(
     """Render the current version's pyramid in one transaction: readers see it whole or not at all."""
     with engine.begin() as conn:
         layer = get_layer(conn, layer_id, TRUSTED)
-        if not wanted(layer, settings):
+        if not wanted(layer.feature_count, settings):
             return None
         pyramid = pyramid_build.build(
             conn,
@@ -75,8 +75,7 @@ def clear(engine: Engine, layer_id: str) -> None:
 
 def build_in_background(engine: Engine, settings: Settings, layer_id: str, feature_count: int) -> bool:
     """Start the build on a daemon thread when the layer is large enough; True when started."""
-    least = settings.tile_pyramid_min_features
-    if least <= 0 or feature_count < least:
+    if not wanted(feature_count, settings):
         return False
 
     def run() -> None:
