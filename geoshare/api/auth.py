@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import re
 from datetime import UTC, datetime
+from typing import Any
 
 from fastapi import Depends, Request
 from sqlalchemy import Engine
@@ -57,6 +58,17 @@ def _authenticate(engine: Engine, key: str, referrer: str | None, client_ip: str
         return authenticate(conn, key, referrer=referrer, client_ip=client_ip)
 
 
+def reused_principal(registry: Any, digest: str) -> Principal | None:
+    """The principal this worker may reuse for the key with ``digest``: authenticated here within
+    its reuse time, with nothing announced on ``gs_access`` since (bound keys are never kept)."""
+    if not registry.live:
+        return None
+    who = registry.principals.get(digest)
+    if isinstance(who, Principal) and who.cacheable_until and who.cacheable_until > datetime.now(UTC):
+        return who
+    return None
+
+
 async def principal(request: Request) -> Principal:
     """Who is asking. The client IP is the socket peer: behind a reverse proxy, run uvicorn with
     ``--proxy-headers --forwarded-allow-ips=<proxy>`` so the peer is the real client."""
@@ -67,12 +79,8 @@ async def principal(request: Request) -> Principal:
     state = request.app.state
     registry = layer_cache(state)
     digest = keys.digest(key)
-    reused = registry.principals.get(digest) if registry.live else None
-    if (
-        isinstance(reused, Principal)
-        and reused.cacheable_until
-        and reused.cacheable_until > datetime.now(UTC)
-    ):
+    reused = reused_principal(registry, digest)
+    if reused is not None:
         request.state.principal = reused
         return reused
     generation = registry.access_generation

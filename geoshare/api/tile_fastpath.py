@@ -34,7 +34,6 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from starlette.datastructures import QueryParams
@@ -42,7 +41,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from geoshare.access import keys
 from geoshare.access.identity import Principal
-from geoshare.api.auth import ANONYMOUS, KEY_PARAM
+from geoshare.api.auth import ANONYMOUS, KEY_PARAM, reused_principal
 from geoshare.api.routes import tiles
 from geoshare.services.layer_cache import layer_cache
 from layers.model import LayerInfo
@@ -222,12 +221,7 @@ def reader(registry: Any, key: str) -> Principal | None:
     """The principal this worker reuses for ``key`` (as ``api.auth.principal`` would), or None when
     the key must be checked by the route: unknown here, bound to referrers or IPs (never reused),
     past its reuse time, or the worker not listening for access changes."""
-    if not registry.live or not key:
-        return None
-    who = registry.principals.get(keys.digest(key))
-    if isinstance(who, Principal) and who.cacheable_until and who.cacheable_until > datetime.now(UTC):
-        return who
-    return None
+    return reused_principal(registry, keys.digest(key)) if key else None
 
 
 def install(app: Any) -> None:
