@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import sys
 import time
 from datetime import date, timedelta
@@ -38,6 +37,7 @@ from sqlalchemy import Engine, create_engine, make_url, text
 from benchmarks.harness import (
     RESULTS,
     ROOT,
+    contention,
     ensure_database,
     free_port,
     machine_facts,
@@ -320,14 +320,7 @@ def main() -> None:  # noqa: PLR0915 — one linear script
         },
         "auditing": audit_state(url) | {"audit_log_rows_written": audit_log_rows(eng) - audit_before},
         "machine": machine_facts(url),
-        "contention": {
-            "note": "machine shared with other workers' test runs; load average (1 min) after each run",
-            "loadavg_1m": {
-                "min": round(min(load), 2),
-                "median": round(statistics.median(load), 2),
-                "max": round(max(load), 2),
-            },
-        },
+        "contention": contention(load),
         "same_response_as_anonymous": same,
         "results": summary,
         "ratio_rps_vs_anonymous_public": ratios,

@@ -13,6 +13,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 from sqlalchemy import create_engine, make_url, text
@@ -74,15 +75,29 @@ def wrk(urls: list[str], connections: int, seconds: int, threads: int = 1) -> di
     url_file.write_text("\n".join(urls))
     try:
         out = subprocess.run(
-            ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{seconds}s", "--timeout", "30s",
-             "-s", str(HERE / "wrk_report.lua"), urls[0]],
+            [
+                "wrk",
+                "-t",
+                str(threads),
+                "-c",
+                str(connections),
+                "-d",
+                f"{seconds}s",
+                "--timeout",
+                "30s",
+                "-s",
+                str(HERE / "wrk_report.lua"),
+                urls[0],
+            ],
             env={**os.environ, "WRK_URLS": str(url_file)},
-            capture_output=True, text=True, check=True,
+            capture_output=True,
+            text=True,
+            check=True,
         ).stdout
     finally:
         url_file.unlink(missing_ok=True)
     line = next(ln for ln in out.splitlines() if ln.startswith("WRKJSON "))
-    r = json.loads(line[len("WRKJSON "):])
+    r = json.loads(line[len("WRKJSON ") :])
     r["rps"] = r["requests"] / (r["duration_us"] / 1e6)
     return r
 
@@ -120,4 +135,16 @@ def machine_facts(engine_url: str) -> dict[str, str]:
         "python": sys.version.split()[0],
         "postgresql": pg,
         "postgis": postgis,
+    }
+
+
+def contention(load: list[float]) -> dict[str, Any]:
+    """The 1-minute load averages sampled after each run: how shared the machine was."""
+    return {
+        "note": "machine shared with other workers' test runs; load average (1 min) sampled after each run",
+        "loadavg_1m": {
+            "min": round(min(load), 2),
+            "median": round(statistics.median(load), 2),
+            "max": round(max(load), 2),
+        },
     }

@@ -51,6 +51,7 @@ from sqlalchemy import Engine, create_engine, make_url, text
 from benchmarks.harness import (
     RESULTS,
     ROOT,
+    contention,
     ensure_database,
     free_port,
     machine_facts,
@@ -1005,15 +1006,7 @@ def main() -> None:  # noqa: C901, PLR0915 — one linear script, read top to bo
         "rate_limits": f"on, never refusing: {NO_LIMITS}",
         "machine": machine_facts(url) | versions(tipg_python),
         "postgresql_settings": pg_settings(eng) | {"database_level": db_settings},
-        "contention": {
-            "note": "machine shared with other workers' test runs; "
-            "load average (1 min) sampled after each run",
-            "loadavg_1m": {
-                "min": round(min(load), 2),
-                "median": round(statistics.median(load), 2),
-                "max": round(max(load), 2),
-            },
-        },
+        "contention": contention(load),
         "check_same_features": check,
         "results": summary,
         "ratios": ratios,
