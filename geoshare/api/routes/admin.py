@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Connection
@@ -24,6 +23,7 @@ from geoshare.api.auth import (
     require_platform_admin,
 )
 from geoshare.api.deps import get_conn
+from geoshare.api.responses import json_response
 from geoshare.services.layer_cache import layer_cache
 
 router = APIRouter(tags=["access"])
@@ -59,10 +59,6 @@ class KeyIn(BaseModel):
     user_id: int | None = None
 
 
-def _json(doc: Any, status: int = 200, **headers: str) -> Response:
-    return Response(orjson.dumps(doc), status_code=status, media_type="application/json", headers=headers)
-
-
 @router.get("/whoami", summary="The identity behind the request's API key (anonymous without one)")
 def whoami(who: Principal = Depends(principal)) -> Response:
     doc: dict[str, Any] = {"anonymous": who.is_anonymous, **who.__dict__}
@@ -71,7 +67,7 @@ def whoami(who: Principal = Depends(principal)) -> Response:
         layer: {"fields": sorted(g.fields), "area_limited": g.area is not None, "agreements": g.agreements}
         for layer, g in who.grants.items()
     }
-    return _json(doc)
+    return json_response(doc)
 
 
 @router.post("/admin/departments", status_code=201, summary="Register a department")
@@ -82,7 +78,7 @@ def create_department(
 ) -> Response:
     created = store.create_department(conn, body.code, body.name, body.contact)
     audit.record_change(conn, who, "department.create", f"department:{body.code}", {"name": body.name})
-    return _json(created, 201)
+    return json_response(created, 201)
 
 
 @router.get("/departments", summary="The city's departments: codes and names (public)")
@@ -90,14 +86,14 @@ def public_departments(conn: Connection = Depends(get_conn)) -> Response:
     """Layers, agreements and usage name departments by code; pages and clients show the names.
     Which departments exist is public (contacts and keys are not)."""
     doc = {"departments": [{"code": d.code, "name": d.name} for d in store.list_departments(conn)]}
-    return _json(doc, 200, **{"Cache-Control": "public, max-age=300"})
+    return json_response(doc, 200, {"Cache-Control": "public, max-age=300"})
 
 
 @router.get("/admin/departments", summary="All departments")
 def list_departments(
     conn: Connection = Depends(get_conn), _: Principal = Depends(require_platform_admin)
 ) -> Response:
-    return _json({"departments": store.list_departments(conn)})
+    return json_response({"departments": store.list_departments(conn)})
 
 
 @router.post("/admin/users", status_code=201, summary="Create a user in a department")
@@ -108,7 +104,7 @@ def create_user(
 ) -> Response:
     created = store.create_user(conn, body.department, body.name, body.role)
     audit.record_change(conn, who, "user.create", f"user:{body.department}/{body.name}", {"role": body.role})
-    return _json(created, 201)
+    return json_response(created, 201)
 
 
 @router.get("/admin/users", summary="Users, all or of one department")
@@ -117,7 +113,7 @@ def list_users(
     conn: Connection = Depends(get_conn),
     _: Principal = Depends(require_platform_admin),
 ) -> Response:
-    return _json({"users": store.list_users(conn, department)})
+    return json_response({"users": store.list_users(conn, department)})
 
 
 @router.post(
@@ -151,7 +147,7 @@ def create_key(
         "warning": "store this key now: it cannot be shown again",
         **created.info.__dict__,
     }
-    return _json(doc, 201, **{"Cache-Control": "no-store"})
+    return json_response(doc, 201, {"Cache-Control": "no-store"})
 
 
 @router.get("/admin/keys", summary="API keys by prefix (never their secrets or digests)")
@@ -163,7 +159,7 @@ def list_keys(
     if not who.is_platform_admin:
         department = department or who.department or ""
         require_department_admin(who, department)
-    return _json({"keys": store.list_keys(conn, department)})
+    return json_response({"keys": store.list_keys(conn, department)})
 
 
 @router.post("/admin/keys/{prefix}/revoke", summary="Revoke a key (takes effect on the next request)")
@@ -179,7 +175,7 @@ def revoke_key(
     revoked = store.revoke_key(conn, prefix, scope)
     audit.record_change(conn, who, "key.revoke", f"key:{revoked.prefix}")
     layer_cache(request.app.state).forget_principals()  # committed (autocommit): stop reusing it here now
-    return _json(revoked)
+    return json_response(revoked)
 
 
 @router.delete("/admin/keys/{prefix}", summary="Revoke a key (kept, revoked, for the audit trail)")

@@ -5,23 +5,17 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-import orjson
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import Response
 from sqlalchemy import Connection
 
 from geocode import admin
 from geoshare.api.deps import get_conn
+from geoshare.api.responses import json_response
 from geoshare.services.coords import check_in_china, geocode_crs, to_wgs84
 from layers.errors import BadParameter, NotFound
 
 router = APIRouter(tags=["administrative divisions"])
-
-
-def _json(body: Any) -> Response:
-    return Response(orjson.dumps(body), media_type="application/json")
 
 
 def check_code(value: str, field: str) -> str:
@@ -44,7 +38,7 @@ def locate(
     path = admin.locate(conn, *to_wgs84(lon, lat, crs_name))
     if path is None:
         raise NotFound(f"no administrative division contains ({lon}, {lat}) in {crs_name}")
-    return _json(path.as_dict())
+    return json_response(path.as_dict())
 
 
 @router.get("/admin-areas", summary="Divisions below a parent (the top level without one)")
@@ -57,7 +51,7 @@ def list_areas(
     areas = admin.children(conn, parent)
     if areas is None:
         raise NotFound(f"no division has the code {parent!r}", field="parent")
-    return _json({"parent": parent, "areas": [a.summary() for a in areas]})
+    return json_response({"parent": parent, "areas": [a.summary() for a in areas]})
 
 
 @router.get("/admin-areas/{code}", summary="One division, its path and (on request) its boundary")
@@ -79,4 +73,4 @@ def get_area(
     ]
     if geometry:
         body["geometry"] = division.geometry
-    return _json(body)
+    return json_response(body)

@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import date
 from typing import Any
 
-import orjson
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Connection
@@ -15,6 +14,7 @@ from geoshare.access import agreements
 from geoshare.access.identity import Principal
 from geoshare.api.auth import require_authenticated
 from geoshare.api.deps import get_conn
+from geoshare.api.responses import json_response
 from geoshare.services.layer_cache import layer_cache
 
 router = APIRouter(tags=["sharing agreements"])
@@ -49,11 +49,7 @@ def _changed(request: Request, doc: Any, status: int = 200) -> Response:
     """After a committed change: this worker forgets reused principals before answering, so the
     caller's next request sees it even before the database's announcement arrives."""
     layer_cache(request.app.state).forget_principals()
-    return _json(doc, status)
-
-
-def _json(doc: Any, status: int = 200) -> Response:
-    return Response(orjson.dumps(doc), status_code=status, media_type="application/json")
+    return json_response(doc, status)
 
 
 @router.post("/agreements", status_code=201, summary="File a sharing agreement request (共享协议申请)")
@@ -87,14 +83,14 @@ def list_agreements(
     conn: Connection = Depends(get_conn),
 ) -> Response:
     found = agreements.list_for(conn, who, role=role, status=status, layer=layer)
-    return _json({"agreements": [a.as_dict() for a in found]})
+    return json_response({"agreements": [a.as_dict() for a in found]})
 
 
 @router.get("/agreements/{agreement_id}", summary="One agreement")
 def get_agreement(
     agreement_id: int, who: Principal = Depends(require_authenticated), conn: Connection = Depends(get_conn)
 ) -> Response:
-    return _json(agreements.get(conn, who, agreement_id).as_dict())
+    return json_response(agreements.get(conn, who, agreement_id).as_dict())
 
 
 def _decide(

@@ -20,6 +20,7 @@ from geoshare.api import ogc_docs
 from geoshare.api.auth import KEY_PARAM, principal
 from geoshare.api.deps import base_url, get_conn
 from geoshare.api.ogc_params import check_params, single
+from geoshare.api.responses import json_response
 from geoshare.api.routes.tiles import (
     MVT,
     TILEJSON_VERSION,
@@ -48,10 +49,6 @@ def _parts(conn: Connection, request: Request, who: Principal, zoom: int | None 
     return readable_parts(conn, _config(request), who, layer_cache(request.app.state), zoom)
 
 
-def _json(doc: object) -> Response:
-    return Response(orjson.dumps(doc), media_type=ogc_docs.JSON)
-
-
 def _key_query(request: Request) -> list[tuple[str, str]]:
     key = request.query_params.get(KEY_PARAM)
     return [(KEY_PARAM, key)] if key else []
@@ -78,7 +75,7 @@ def basemap(
                       f"TileJSON ({t})")
         for t in ("WebMercatorQuad", "CGCS2000Quad")
     ]  # fmt: skip
-    return _json(
+    return json_response(
         {
             "title": config.title,
             "attribution": config.attribution,
@@ -142,7 +139,7 @@ def basemap_tilejson(
     base: str = Depends(base_url),
 ) -> Response:
     check_params(request.query_params, {KEY_PARAM, "f"})
-    return _json(_tilejson(request, base, tms_id, _parts(conn, request, who)))
+    return json_response(_tilejson(request, base, tms_id, _parts(conn, request, who)))
 
 
 @router.get("/basemap/style.json", summary="A MapLibre GL style for the base map (variant light or dark)")

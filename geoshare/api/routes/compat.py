@@ -26,6 +26,7 @@ from geocode import admin
 from geocode.normalize import MAX_QUERY_CHARS
 from geocode.reverse import reverse, reverse_many
 from geoshare.api.deps import get_conn
+from geoshare.api.responses import json_response
 from geoshare.services import compat_amap as amap
 from geoshare.services import compat_tianditu as tianditu
 from geoshare.services.coords import GCJ, WGS84, check_in_china, geocode_crs, to_wgs84
@@ -48,20 +49,16 @@ class CompatError(Exception):
         self.missing = missing
 
 
-def _json(body: Any) -> Response:
-    return Response(orjson.dumps(body), media_type="application/json")
-
-
 def _amap(handler: Callable[[], dict[str, Any]]) -> Response:
     """Run a handler, turning every input error into Amap's error body (HTTP 200)."""
     try:
-        return _json(handler())
+        return json_response(handler())
     except CompatError as exc:
         info = amap.MISSING_REQUIRED_PARAMS if exc.missing else amap.INVALID_PARAMS
-        return _json({**amap.error(info), "detail": exc.message})
+        return json_response({**amap.error(info), "detail": exc.message})
     except LayerError as exc:
         info = amap.SERVICE_NOT_AVAILABLE if exc.status >= 500 else amap.INVALID_PARAMS
-        return _json({**amap.error(info), "detail": exc.detail})
+        return json_response({**amap.error(info), "detail": exc.detail})
 
 
 def _param(request: Request, name: str, required: bool = False) -> str | None:
@@ -240,7 +237,7 @@ def tianditu_geocoder(request: Request) -> Response:
                 raise CompatError(exc.detail) from None
             with request.app.state.engine.connect() as conn:
                 candidate = reverse(conn, lon, lat, radius_m=TIANDITU_RADIUS)
-            return _json(tianditu.reverse_response(candidate, (lon, lat)))
+            return json_response(tianditu.reverse_response(candidate, (lon, lat)))
         if ds is not None:
             from geoshare.services.geocoding import forward  # the lead's engine entry point
 
@@ -250,9 +247,9 @@ def tianditu_geocoder(request: Request) -> Response:
                 raise CompatError("ds needs a non-empty keyWord")
             if len(keyword) > MAX_QUERY_CHARS:
                 raise CompatError(f"keyWord is longer than {MAX_QUERY_CHARS} characters")
-            return _json(tianditu.geocoder_response(forward(request.app, keyword, limit=1)))
+            return json_response(tianditu.geocoder_response(forward(request.app, keyword, limit=1)))
         raise CompatError("send ds (forward) or postStr with type=geocode (reverse)")
     except CompatError as exc:
-        return _json(tianditu.error(exc.message))
+        return json_response(tianditu.error(exc.message))
     except LayerError as exc:
-        return _json(tianditu.error(exc.detail))
+        return json_response(tianditu.error(exc.detail))

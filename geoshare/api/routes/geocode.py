@@ -14,6 +14,7 @@ from fastapi.responses import Response
 
 from geocode.model import Candidate, Components, GeocodeResult
 from geocode.normalize import MAX_QUERY_CHARS
+from geoshare.api.responses import json_response
 from geoshare.api.routes import jobs
 from geoshare.services import geocoding
 from geoshare.services.coords import from_wgs84, geocode_crs
@@ -22,10 +23,6 @@ from layers.errors import BadParameter
 router = APIRouter(tags=["geocoding"])
 BATCH_MAX = 1000
 LIMIT_MAX = 20
-
-
-def _json(body: Any, status: int = 200) -> Response:
-    return Response(orjson.dumps(body), status_code=status, media_type="application/json")
 
 
 def candidate_body(c: Candidate, crs: str) -> dict[str, Any]:
@@ -95,7 +92,7 @@ async def geocode_one(
     out_crs = geocode_crs(crs)
     result = geocoding.forward(request.app, address, city=city, district=district, limit=limit)
     request.state.audit_count = 1
-    return _json(result_body(result, out_crs))
+    return json_response(result_body(result, out_crs))
 
 
 _BATCH_BODY = {
@@ -174,6 +171,6 @@ async def geocode_batch(request: Request) -> Response:
     for r in results:
         by_status[r.status.value] = by_status.get(r.status.value, 0) + 1
     matched = by_status.get("ok", 0)  # confident answers, as the CSV jobs count them
-    return _json(
+    return json_response(
         {"count": len(results), "matched": matched, "by_status": by_status, "crs": out_crs, "results": bodies}
     )

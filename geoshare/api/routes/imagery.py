@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Annotated
 from urllib.parse import quote, urlencode
 
-import orjson
 from fastapi import APIRouter, Depends, Query, Request
 from sqlalchemy import Connection
 from starlette.concurrency import run_in_threadpool
@@ -33,6 +32,7 @@ from geoshare.api.auth import KEY_PARAM, principal, require_platform_admin
 from geoshare.api.deps import base_url, get_conn
 from geoshare.api.ogc_params import check_params
 from geoshare.api.problems import Problem
+from geoshare.api.responses import json_response
 from layers.errors import BadParameter, NotFound
 from layers.imagery import store, tiles
 from layers.imagery.store import ImageryMetadata, ImageryRecord
@@ -48,10 +48,6 @@ _MIN_VERSION = 8
 _IMMUTABLE = "max-age=31536000, immutable"
 _REVALIDATE = "max-age=60"
 _UPLOAD_CHUNK = 1 << 20
-
-
-def _json(doc: object, status: int = 200) -> Response:
-    return Response(orjson.dumps(doc), status_code=status, media_type=JSON)
 
 
 def _only(request: Request, *allowed: str) -> None:
@@ -149,7 +145,7 @@ def list_imagery(
     query = _key_query(request)
     images = store.list_imagery(conn, policy.visibility(who))
     suffix = f"?{urlencode(query)}" if query else ""
-    return _json(
+    return json_response(
         {
             "links": [{"href": f"{base}/imagery{suffix}", "rel": "self", "type": JSON}],
             "imagery": [_summary(base, image, query) for image in images],
@@ -167,7 +163,7 @@ def imagery_metadata(
     base: str = Depends(base_url),
 ) -> Response:
     _only(request)
-    return _json(_document(base, _read(conn, imagery_id, who), _key_query(request)))
+    return json_response(_document(base, _read(conn, imagery_id, who), _key_query(request)))
 
 
 @router.get("/imagery/{imagery_id}/tiles/{tms_id}", summary="TileJSON 3.0.0 of an image")
@@ -207,7 +203,7 @@ def tilejson(
         "center": [(west + east) / 2, (south + north) / 2, minzoom],
         "tileMatrixSet": tms_id,
     }
-    return _json({k: v for k, v in doc.items() if v not in (None, "")})
+    return json_response({k: v for k, v in doc.items() if v not in (None, "")})
 
 
 def _etag(image: ImageryRecord, tms_id: str, z: int, y: int, x: int, fmt: str) -> str:
@@ -315,7 +311,7 @@ async def put_imagery(
     finally:
         upload.unlink(missing_ok=True)
     status = 201 if image.added_at == image.updated_at else 200
-    return _json(_document(base, image, {}), status)
+    return json_response(_document(base, image, {}), status)
 
 
 @router.delete("/imagery/{imagery_id}", summary="Remove an image (platform admins)", status_code=204)

@@ -14,7 +14,6 @@ from pathlib import PurePosixPath
 from typing import IO, Any
 from urllib.parse import quote
 
-import orjson
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
@@ -25,6 +24,7 @@ from geoshare.access.identity import Principal
 from geoshare.api.auth import principal
 from geoshare.api.deps import base_url
 from geoshare.api.problems import Problem
+from geoshare.api.responses import json_response
 from geoshare.jobs import geocode_job, store
 from geoshare.services.coords import geocode_crs
 from layers.errors import NotFound
@@ -65,10 +65,6 @@ _UPLOAD_DOCS: dict[str, Any] = {
         },
     },
 }
-
-
-def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(orjson.dumps(body), status_code=status, media_type="application/json", headers=headers)
 
 
 def _clean_filename(value: str | None) -> str:
@@ -170,7 +166,7 @@ async def accept_csv_upload(request: Request) -> Response:
         src.close()
     jobs.submit(job.id)
     href = f"{base_url(request)}/jobs/{job.id}"
-    return _json(job.as_json(base_url(request)), 202, {"Location": href})
+    return json_response(job.as_json(base_url(request)), 202, {"Location": href})
 
 
 @router.post(
@@ -204,7 +200,7 @@ def job_status(request: Request, job_id: str, who: Principal = Depends(principal
         job = store.get(conn, canonical)
     if job is None or not _may_read(job, who):
         raise NotFound(f"no job {job_id!r}", field="id")
-    return _json(job.as_json(base_url(request)))
+    return json_response(job.as_json(base_url(request)))
 
 
 def _file(request: Request, job_id: str, role: str, who: Principal) -> Response:

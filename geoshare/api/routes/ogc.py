@@ -28,6 +28,7 @@ from geoshare.api.ogc_params import (
     parse_names,
     single,
 )
+from geoshare.api.responses import json_response
 from geoshare.services.layer_cache import LayerCache, layer_cache
 from layers.crs import CrsDef, resolve_crs
 from layers.model import LayerInfo
@@ -35,10 +36,6 @@ from layers.query import fetch_feature, fetch_page
 from layers.registry import get_layer, layer_not_found, list_layers, redact
 
 router = APIRouter(tags=["OGC API – Features"])
-
-
-def _json(doc: object, media_type: str = ogc_docs.JSON) -> Response:
-    return Response(orjson.dumps(doc), media_type=media_type)
 
 
 def _format_only(request: Request) -> None:
@@ -50,13 +47,13 @@ def _format_only(request: Request) -> None:
 def landing_page(request: Request, base: str = Depends(base_url)) -> Response:
     _format_only(request)
     app = request.app
-    return _json(ogc_docs.landing(base, app.title, app.description))
+    return json_response(ogc_docs.landing(base, app.title, app.description))
 
 
 @router.get("/conformance", summary="Conformance classes")
 def conformance(request: Request) -> Response:
     _format_only(request)
-    return _json({"conformsTo": ogc_docs.CONFORMANCE})
+    return json_response({"conformsTo": ogc_docs.CONFORMANCE})
 
 
 @router.get("/collections", summary="Published layers")
@@ -69,7 +66,7 @@ def collections(
     _format_only(request)
     layers = list_layers(conn, policy.visibility(who))
     docs = [ogc_docs.collection(base, redact(layer, policy.hidden_fields(who, layer))) for layer in layers]
-    return _json(
+    return json_response(
         {
             "links": [ogc_docs.link(f"{base}/collections", "self", ogc_docs.JSON, "published layers")],
             "collections": docs,
@@ -87,7 +84,7 @@ def collection(
     base: str = Depends(base_url),
 ) -> Response:
     _format_only(request)
-    return _json(
+    return json_response(
         ogc_docs.collection(base, readable(conn, collection_id, who, layer_cache(request.app.state))[0])
     )
 
@@ -101,9 +98,9 @@ def queryables(
     base: str = Depends(base_url),
 ) -> Response:
     _format_only(request)
-    return _json(
+    return json_response(
         ogc_docs.queryables(base, readable(conn, collection_id, who, layer_cache(request.app.state))[0]),
-        ogc_docs.SCHEMA_JSON,
+        media_type=ogc_docs.SCHEMA_JSON,
     )
 
 

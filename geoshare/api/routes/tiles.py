@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlencode
 
-import orjson
 from fastapi import APIRouter, Depends, Request
 from morecantile import TileMatrixSet
 from sqlalchemy import Connection
@@ -26,6 +25,7 @@ from geoshare.api import ogc_docs
 from geoshare.api.auth import KEY_HEADER, KEY_PARAM, principal
 from geoshare.api.deps import base_url, get_conn
 from geoshare.api.ogc_params import check_params, parse_datetime, parse_names, single
+from geoshare.api.responses import json_response
 from geoshare.api.routes.ogc import readable
 from geoshare.db.async_pool import LoopPool
 from geoshare.services.layer_cache import layer_cache
@@ -92,10 +92,6 @@ def tile_cache(state: Any) -> TileCache:
         cache = TileCache(budget)
         state.tile_cache = cache
     return cache
-
-
-def _json(doc: object, media_type: str = ogc_docs.JSON) -> Response:
-    return Response(orjson.dumps(doc), media_type=media_type)
 
 
 def _format(params: QueryParams, accepted: tuple[str, ...]) -> str:
@@ -352,14 +348,14 @@ def _tms_ref(base: str, tms: TileMatrixSet) -> dict[str, Any]:
 def tile_matrix_sets(request: Request, base: str = Depends(base_url)) -> Response:
     check_params(request.query_params, frozenset({"f", KEY_PARAM}))
     _format(request.query_params, ("json", ogc_docs.JSON))
-    return _json({"tileMatrixSets": [_tms_ref(base, get_tms(i)) for i in TMS_IDS]})
+    return json_response({"tileMatrixSets": [_tms_ref(base, get_tms(i)) for i in TMS_IDS]})
 
 
 @router.get("/tileMatrixSets/{tms_id}", summary="A tile matrix set (OGC TMS 2.0 JSON)")
 def tile_matrix_set(tms_id: str, request: Request) -> Response:
     check_params(request.query_params, frozenset({"f", KEY_PARAM}))
     _format(request.query_params, ("json", ogc_docs.JSON))
-    return _json(get_tms(tms_id).model_dump(mode="json", exclude_none=True))
+    return json_response(get_tms(tms_id).model_dump(mode="json", exclude_none=True))
 
 
 # --- tilesets ----------------------------------------------------------------------------------
@@ -412,7 +408,7 @@ def tilesets(
     _format(request.query_params, ("json", ogc_docs.JSON))
     layer = tile_source(conn, collection_id, who, request).layer
     href = f"{base}/collections/{quote(layer.id)}"
-    return _json(
+    return json_response(
         {
             "links": [
                 ogc_docs.link(f"{href}/tiles", "self", ogc_docs.JSON, "vector tilesets"),
@@ -506,8 +502,8 @@ def tileset(
     tms = get_tms(tms_id)
     layer = tile_source(conn, collection_id, who, request).layer
     if f == "tilejson":
-        return _json(_tilejson(base, layer, tms, params))
-    return _json(_tileset_doc(base, layer, tms, params))
+        return json_response(_tilejson(base, layer, tms, params))
+    return json_response(_tileset_doc(base, layer, tms, params))
 
 
 @router.get("/collections/{collection_id}/tiles/{tms_id}/tilejson.json", summary="TileJSON 3.0.0")
@@ -524,4 +520,4 @@ def tilejson(
     _format(params, ("tilejson", "json", ogc_docs.JSON))
     tms = get_tms(tms_id)
     layer = tile_source(conn, collection_id, who, request).layer
-    return _json(_tilejson(base, layer, tms, params))
+    return json_response(_tilejson(base, layer, tms, params))

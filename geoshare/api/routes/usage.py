@@ -27,6 +27,7 @@ from geoshare.access.identity import Principal
 from geoshare.api.auth import KEY_PARAM, require_authenticated, require_platform_admin
 from geoshare.api.deps import base_url, get_conn
 from geoshare.api.ogc_params import check_params
+from geoshare.api.responses import json_response
 from layers.errors import BadParameter
 
 router = APIRouter(tags=["usage and audit"])
@@ -147,10 +148,6 @@ def _csv(columns: list[str], rows: list[dict[str, Any]], file_name: str) -> Resp
     )
 
 
-def _json(doc: object) -> Response:
-    return Response(orjson.dumps(doc), media_type="application/json")
-
-
 # -- /usage -----------------------------------------------------------------------------------------------
 
 
@@ -241,7 +238,7 @@ def usage(
     request.state.audit_count = len(rows)
     if f == "csv":
         return _csv([*groups, *METRICS], rows, f"usage-{start}-{end}.csv")
-    return _json(
+    return json_response(
         {
             "from": start.isoformat(),
             "to": end.isoformat(),
@@ -318,4 +315,4 @@ def audit_log(
     if more:
         kept = [(k, v) for k, v in params.multi_items() if k not in ("cursor", KEY_PARAM)]
         next_link = f"{base}/usage/audit?{urlencode([*kept, ('cursor', rows[-1]['id'])])}"
-    return _json({"rows": rows, "next": next_link})
+    return json_response({"rows": rows, "next": next_link})
