@@ -2,16 +2,23 @@
 
 * ``bare``: a raw ASGI app answering every request with the same 20 KB body: the ceiling of HTTP
   serving alone (uvicorn, the same workers, the same load generator), with no framework at all.
+  ``BARE_BODY_BYTES`` sets another size (the tile benchmark also serves the cached tiles' mean
+  size, to show what the bytes alone cost).
 * ``fastapi_floor`` (``--factory``): the same body from one async FastAPI route, no middleware: the
   framework's own cost, the most a cache hit served inside FastAPI could reach.
 """
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
-BODY = bytes(range(256)) * 80  # 20,480 bytes
-_HEADERS = [(b"content-type", b"application/vnd.mapbox-vector-tile"), (b"content-length", b"20480")]
+SIZE = int(os.environ.get("BARE_BODY_BYTES", "20480"))
+BODY = (bytes(range(256)) * (SIZE // 256 + 1))[:SIZE]  # 20,480 bytes unless told
+_HEADERS = [
+    (b"content-type", b"application/vnd.mapbox-vector-tile"),
+    (b"content-length", str(SIZE).encode("latin-1")),
+]
 
 
 async def bare(scope: dict[str, Any], receive: Any, send: Any) -> None:

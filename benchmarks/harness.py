@@ -69,8 +69,12 @@ def server(cmd: list[str], env: dict[str, str], ready_url: str, timeout: float =
         Path(log.name).unlink(missing_ok=True)
 
 
-def wrk(urls: list[str], connections: int, seconds: int, threads: int = 1) -> dict[str, float]:
-    """Drive ``urls`` round-robin with wrk (a second process) and return its summary."""
+def wrk(
+    urls: list[str], connections: int, seconds: int, threads: int = 1, headers: dict[str, str] | None = None
+) -> dict[str, float]:
+    """Drive ``urls`` round-robin with wrk (a second process), sending ``headers`` with each request,
+    and return its summary."""
+    sent = [arg for name, value in (headers or {}).items() for arg in ("-H", f"{name}: {value}")]
     url_file = RESULTS / f"urls-{os.getpid()}.txt"
     url_file.write_text("\n".join(urls))
     try:
@@ -85,6 +89,7 @@ def wrk(urls: list[str], connections: int, seconds: int, threads: int = 1) -> di
                 f"{seconds}s",
                 "--timeout",
                 "30s",
+                *sent,
                 "-s",
                 str(HERE / "wrk_report.lua"),
                 urls[0],

@@ -10,17 +10,22 @@ hold data, and five things driven with the same list at 2 and 8 connections, alt
 * GeoShare uncached (tile cache off; storage as deployed, so the dense tiles come from each version's
   pre-rendered tile pyramid and the rest are cut per request) and tipg, 2 uvicorn workers each, wrk
   from a second process;
-* GeoShare cached (one server for all rounds, every tile put in both workers' caches first);
+* GeoShare cached (one server for all rounds, every tile put in both workers' caches first), asked
+  as wrk asks by default (no Accept-Encoding: every tile goes out whole) and as browsers ask
+  (``Accept-Encoding: gzip``: each worker compresses a tile once and keeps it);
 * a bare uvicorn app returning a fixed 20 KB body: the HTTP ceiling (and, for reference, the same
-  body from one async FastAPI route: the framework's own ceiling);
-* GeoShare's tile SQL (``mvt_sql``) and tipg's (captured from tipg's own code) driven directly with
-  asyncpg: the database ceilings of the two designs.
+  app returning the cached tiles' mean size, and the 20 KB body from one async FastAPI route: what
+  the bytes alone and the framework alone cost);
+* GeoShare's tile SQL (the very statements its endpoint sends, ``numbered_statement``) and tipg's
+  (captured from tipg's own code) driven directly with asyncpg: the database ceilings of the two
+  designs.
 
 Both servers are asked for the same attributes and the same feature limit (10,000), with the same MVT
 buffer (tipg's ``TIPG_TILE_BUFFER`` set to GeoShare's 64), on a database with the production
-database's settings (``jit=off``); a sample of tiles from both is decoded and compared feature by
-feature, and the verdict is part of the results. GeoShare runs as deployed (auditing on), with rate
-limits raised so that one client address is never refused.
+database's settings (``jit=off``; GeoShare's connections also set
+``max_parallel_workers_per_gather=0``, in its ceiling too); a sample of tiles from both is decoded
+and compared feature by feature, and the verdict is part of the results. GeoShare runs as deployed
+(auditing on), with rate limits raised so that one client address is never refused.
 """
 
 from __future__ import annotations
@@ -39,7 +44,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -59,8 +64,10 @@ from benchmarks.harness import (
     server,
     wrk,
 )
+from geoshare.db.engine import SESSION_SETTINGS
 
 TMS = "WebMercatorQuad"
+GZIP = {"Accept-Encoding": "gzip"}
 ZOOMS = range(10, 17)
 FEATURE_LIMIT = 10_000  # GeoShare's DEFAULT_FEATURE_LIMIT and tipg's TIPG_MAX_FEATURES_PER_TILE
 MVT_BUFFER = 64  # GeoShare's layers.tiles.mvt.BUFFER
@@ -169,40 +176,13 @@ def tile_urls_tipg(base: str, layers: dict[str, Any], tiles: Sequence[TileRef]) 
 # --- SQL ceilings ------------------------------------------------------------------------------
 
 
-def _pg_type(value: object) -> str:
-    """The type psycopg 3 sends a Python value as (the smallest integer type that fits), so the
-    server resolves overloads (``ST_Transform(geometry, integer)``) as it does for GeoShare."""
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int):
-        if -(2**15) <= value < 2**15:
-            return "smallint"
-        return "integer" if -(2**31) <= value < 2**31 else "bigint"
-    if isinstance(value, float):
-        return "double precision"
-    if isinstance(value, bytes | bytearray | memoryview):
-        return "bytea"
-    return "text"
-
-
-def to_asyncpg(sql: str, params: dict[str, Any]) -> tuple[str, list[Any]]:
-    """``:name`` binds to asyncpg's ``$n``, each cast to the type psycopg would send."""
-    order: list[str] = []
-
-    def sub(m: re.Match[str]) -> str:
-        order.append(m.group(1))
-        return f"CAST(${len(order)} AS {_pg_type(params[m.group(1)])})"
-
-    converted = re.sub(r"(?<![:\w]):(p\d+)\b", sub, sql)
-    return converted, [params[name] for name in order]
-
-
 def ours_statements(
     url: str, layers: dict[str, Any], tiles: Sequence[TileRef]
 ) -> list[tuple[str, list[Any]]]:
-    """GeoShare's statement for each tile, exactly as the tile endpoint builds it (``mvt_sql``)."""
+    """GeoShare's statement for each tile, exactly as the tile endpoint sends it on its asyncpg pool
+    (``numbered_statement``: compiled once per layer shape, the tile's numbers as arguments)."""
     from layers.registry import get_layer
-    from layers.tiles.mvt import TileRequest, mvt_sql
+    from layers.tiles.mvt import TileRequest, numbered_statement
 
     eng = create_engine(url)
     with eng.connect() as conn:
@@ -211,9 +191,8 @@ def ours_statements(
     out = []
     for t in tiles:
         names = tuple(layers[t.kind].columns)
-        sql, params = mvt_sql(infos[t.kind], TileRequest(TMS, t.z, t.x, t.y, properties=names))
-        converted, args = to_asyncpg(sql, params)
-        out.append(("SELECT " + converted, args))
+        tile = TileRequest(TMS, t.z, t.x, t.y, properties=names)
+        out.append(numbered_statement(infos[t.kind], tile, feature_limit=FEATURE_LIMIT))
     return out
 
 
@@ -529,6 +508,8 @@ class Served:
     env: dict[str, str]
     ready: str
     urls: list[str]
+    headers: dict[str, str] = field(default_factory=dict)  # sent by wrk with every request
+    shares: str | None = None  # the name of the server whose process this one reuses
 
 
 def uvicorn_cmd(python: str, target: str, port: int, workers: int, factory: bool = False) -> list[str]:
@@ -567,12 +548,15 @@ def tipg_env(url: str) -> dict[str, str]:
     }
 
 
-def warm_cache(urls: list[str], passes: int = 6, threads: int = 8) -> dict[str, Any]:
+def warm_cache(
+    urls: list[str], passes: int = 6, threads: int = 8, variants: Sequence[dict[str, str]] = ({},)
+) -> dict[str, Any]:
     """Put every tile of the list in every worker's cache before a cached run is measured.
 
     Each request comes on a new connection, which the kernel hands to whichever worker accepts it,
     so after ``passes`` shuffled passes a tile is missing from a worker with odds of about
-    1 in 2**passes; wrk then serves the list until throughput stops rising (the rest fills in)."""
+    1 in 2**passes; wrk then serves the list with each of the header ``variants`` (e.g. gzip, whose
+    compressed copies a worker makes once) until throughput stops rising (the rest fills in)."""
     from concurrent.futures import ThreadPoolExecutor
 
     rng = np.random.default_rng(1)
@@ -589,11 +573,14 @@ def warm_cache(urls: list[str], passes: int = 6, threads: int = 8) -> dict[str, 
             statuses = list(pool.map(get, [urls[i] for i in rng.permutation(len(urls))]))
             if any(st != 200 for st in statuses):
                 raise RuntimeError(f"warming the cache: statuses {sorted(set(statuses))}")
-    steady: list[float] = []
-    for _ in range(6):
-        steady.append(round(wrk(urls, 8, 4)["rps"], 1))
-        if len(steady) >= 2 and steady[-1] < steady[-2] * 1.05:
-            break
+    steady: list[list[float]] = []
+    for headers in variants:
+        runs: list[float] = []
+        for _ in range(6):
+            runs.append(round(wrk(urls, 8, 4, headers=headers)["rps"], 1))
+            if len(runs) >= 2 and runs[-1] < runs[-2] * 1.05:
+                break
+        steady.append(runs)
     return {"fresh_connection_passes": passes, "seconds": round(time.perf_counter() - t0), "then_rps": steady}
 
 
@@ -813,7 +800,7 @@ def main() -> None:  # noqa: C901, PLR0915 — one linear script, read top to bo
     )
     print(f"{len(tiles)} tiles listed in {list_file.relative_to(ROOT)}", flush=True)
 
-    ours_settings = {"jit": "off"}  # what GeoShare's engine sets on each connection
+    ours_settings = dict(SESSION_SETTINGS)  # what GeoShare sets on each of its connections
     ours_sql = ours_statements(url, layers, tiles)
     tipg_sql = tipg_statements(tipg_python, dsn, tipg_env(url), layers, tiles)
     print("one pass over the list with each design's SQL (sizes, per-tile cost, warm cache)", flush=True)
@@ -825,7 +812,8 @@ def main() -> None:  # noqa: C901, PLR0915 — one linear script, read top to bo
     slowest = max(range(len(tiles)), key=lambda i: ours_pass[i][0])
     slowest_tipg = max(range(len(tiles)), key=lambda i: tipg_pass[i][0])
 
-    ports = {k: free_port() for k in ("uncached", "cached", "tipg", "bare", "fastapi")}
+    ports = {k: free_port() for k in ("uncached", "cached", "tipg", "bare", "bare_tile", "fastapi")}
+    mean_tile_bytes = round(working_set / len(tiles))
     py = sys.executable
     gs_target = "geoshare.api.app:create_app"
     servers = {
@@ -849,6 +837,22 @@ def main() -> None:  # noqa: C901, PLR0915 — one linear script, read top to bo
             geoshare_env(url, cache=True, cache_mb=cache_mb),
             f"http://127.0.0.1:{ports['cached']}/readyz",
             tile_urls_ours(f"http://127.0.0.1:{ports['cached']}", layers, tiles),
+        ),
+        "geoshare_cached_gzip": Served(
+            "geoshare_cached_gzip",
+            [],
+            {},
+            "",
+            tile_urls_ours(f"http://127.0.0.1:{ports['cached']}", layers, tiles),
+            headers=GZIP,
+            shares="geoshare_cached",
+        ),
+        "bare_uvicorn_tile_bytes": Served(
+            "bare_uvicorn_tile_bytes",
+            uvicorn_cmd(py, "benchmarks.bare_app:bare", ports["bare_tile"], args.workers),
+            {"BARE_BODY_BYTES": str(mean_tile_bytes)},
+            f"http://127.0.0.1:{ports['bare_tile']}/",
+            [f"http://127.0.0.1:{ports['bare_tile']}/t/{i}" for i in range(len(tiles))],
         ),
         "bare_uvicorn_20KB": Served(
             "bare_uvicorn_20KB",
@@ -891,7 +895,9 @@ def main() -> None:  # noqa: C901, PLR0915 — one linear script, read top to bo
         "geoshare_uncached",
         "tipg",
         "geoshare_cached",
+        "geoshare_cached_gzip",
         "bare_uvicorn_20KB",
+        "bare_uvicorn_tile_bytes",
         "fastapi_floor_20KB",
         *sql_runs,
     ]
@@ -899,7 +905,7 @@ def main() -> None:  # noqa: C901, PLR0915 — one linear script, read top to bo
         # the cached server stays up across rounds: its workers' caches are warmed once
         cached = servers["geoshare_cached"]
         keep.enter_context(server(cached.cmd, cached.env, cached.ready, timeout=120))
-        warm_log.append(warm_cache(cached.urls))
+        warm_log.append(warm_cache(cached.urls, variants=({}, GZIP)))
         for rnd in range(args.rounds):
             shift = rnd % len(order)
             for name in order[shift:] + order[:shift]:
@@ -909,13 +915,13 @@ def main() -> None:  # noqa: C901, PLR0915 — one linear script, read top to bo
                     continue
                 s = servers[name]
                 with contextlib.ExitStack() as running:
-                    if name != "geoshare_cached":
+                    if name != "geoshare_cached" and s.shares is None:
                         running.enter_context(server(s.cmd, s.env, s.ready, timeout=120))
                     if rnd == 0 and name in ("geoshare_uncached", "tipg"):
                         samples[name] = fetch_sample(s.urls, sample)
-                    wrk(s.urls, 2, 2)  # warm-up: connections, pools, plan caches
+                    wrk(s.urls, 2, 2, headers=s.headers)  # warm-up: connections, pools, plan caches
                     for conns in (2, 8):
-                        record(name, conns, wrk(s.urls, conns, args.seconds), rnd)
+                        record(name, conns, wrk(s.urls, conns, args.seconds, headers=s.headers), rnd)
 
     check = compare_tiles(eng, layers, tiles, samples["geoshare_uncached"], samples["tipg"])
     summary = {
@@ -944,6 +950,15 @@ def main() -> None:  # noqa: C901, PLR0915 — one linear script, read top to bo
             "cached_rps_over_bare_uvicorn": ratio(
                 per["geoshare_cached"]["rps"], per["bare_uvicorn_20KB"]["rps"]
             ),
+            "cached_gzip_rps_over_bare_uvicorn": ratio(
+                per["geoshare_cached_gzip"]["rps"], per["bare_uvicorn_20KB"]["rps"]
+            ),
+            "cached_rps_over_bare_uvicorn_tile_bytes": ratio(
+                per["geoshare_cached"]["rps"], per["bare_uvicorn_tile_bytes"]["rps"]
+            ),
+            "bare_uvicorn_tile_bytes_over_20KB": ratio(
+                per["bare_uvicorn_tile_bytes"]["rps"], per["bare_uvicorn_20KB"]["rps"]
+            ),
             "tipg_rps_over_its_sql_ceiling": ratio(tipg["rps"], per["sql_ceiling_tipg"]["rps"]),
             "own_sql_ceiling_over_tipg_sql_ceiling": ratio(
                 per["sql_ceiling_geoshare"]["rps"], per["sql_ceiling_tipg"]["rps"]
@@ -954,7 +969,12 @@ def main() -> None:  # noqa: C901, PLR0915 — one linear script, read top to bo
             "uncached >= 3x tipg": r["uncached_rps_ours_over_tipg"] >= 3,
             "uncached >= 80% of own SQL ceiling": r["uncached_rps_ours_over_own_sql_ceiling"] >= 0.8,
             "uncached p99 <= half of tipg's": r["uncached_p99_ours_over_tipg"] <= 0.5,
-            "cached >= 70% of bare uvicorn": r["cached_rps_over_bare_uvicorn"] >= 0.7,
+            "cached >= 70% of bare uvicorn (gzip, as browsers fetch tiles)": r[
+                "cached_gzip_rps_over_bare_uvicorn"
+            ]
+            >= 0.7,
+            "cached >= 70% of bare uvicorn (identity, no Accept-Encoding)": r["cached_rps_over_bare_uvicorn"]
+            >= 0.7,
         }
     try:
         basemap = basemap_z10(make_demo_url(url))
@@ -997,10 +1017,16 @@ def main() -> None:  # noqa: C901, PLR0915 — one linear script, read top to bo
             " holding >= 1,000 features read from the version's dense-tile pyramid (rendered after"
             " publishing, see data.*.tile_pyramid), the rest cut per request",
             "geoshare_cached": f"tile cache on with {cache_mb} MB per worker (the list's working set x1.3), "
-            "one server kept up across rounds, every tile put in both workers' caches first (cache_warm)",
+            "one server kept up across rounds, every tile put in both workers' caches first (cache_warm); "
+            "wrk sends no Accept-Encoding, so every tile goes out whole",
+            "geoshare_cached_gzip": "the same server and list, wrk sending Accept-Encoding: gzip as browsers "
+            "(and MapLibre's fetches in them) do: each worker compresses a tile once and keeps it",
+            "bare_uvicorn_tile_bytes": f"the bare app with a {mean_tile_bytes:,}-byte body, the cached "
+            "list's mean tile size: what HTTP serving of these bytes costs with no application at all",
             "cache_warm": warm_log,
-            "sql_ceilings": "each design's own statements for the same tiles, asyncpg, same list order, "
-            "GeoShare's binds typed as psycopg sends them, its session setting jit=off",
+            "sql_ceilings": "each design's own statements for the same tiles, asyncpg, same list order; "
+            "GeoShare's are the very statements and arguments its tile endpoint sends on its asyncpg pool "
+            f"(layers.tiles.mvt.numbered_statement), with its session settings {SESSION_SETTINGS}",
         },
         "auditing": audit_state(url) | {"audit_log_rows_written": audit_log_rows(eng) - audit_before},
         "rate_limits": f"on, never refusing: {NO_LIMITS}",

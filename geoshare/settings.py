@@ -40,6 +40,9 @@ class Settings:
     tile_pyramid_min_features: int = 1_000
     tile_pyramid_max_zoom: int = 16
     tile_pyramid_tms: tuple[str, ...] = _PYRAMID_TMS
+    # FastAPI's OpenTelemetry spans and metrics: off unless asked for (its per-request check that no
+    # provider is configured costs ~35 µs, a tenth of a cached tile)
+    telemetry: bool = False
     extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -64,6 +67,7 @@ class Settings:
                 for t in os.environ.get("GEOSHARE_TILE_PYRAMID_TMS", ",".join(_PYRAMID_TMS)).split(",")
                 if t.strip()
             ),
+            telemetry=os.environ.get("GEOSHARE_TELEMETRY", "").strip().lower() in ("1", "true", "yes", "on"),
         )
 
 

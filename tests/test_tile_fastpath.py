@@ -66,7 +66,7 @@ def build_app(settings: Settings, fast: bool, seen: list[str] | None = None) -> 
     app = create_app(settings)
     installed = [m for m in app.user_middleware if m.cls is TileFastPath]
     assert installed, "the app factory installs the fast path"
-    assert app.user_middleware[-1].cls is TileFastPath, "innermost: inside audit, CORS and GZip"
+    assert app.user_middleware[0].cls is TileFastPath, "outermost: before audit, CORS and GZip"
     if not fast:
         app.user_middleware.remove(installed[0])
     if seen is not None:
@@ -367,3 +367,61 @@ def test_a_key_this_worker_holds_is_served_as_the_route_serves_it(
         time.sleep(0.02)
     refused = fast.get(path, headers=owner)
     assert refused.status_code == 401 and len(seen) > before
+
+
+def test_tile_reads_are_tallied_per_flush_alike_on_both_paths(
+    fast: TestClient, plain: TestClient, engine: Engine, seen: list[str]
+) -> None:
+    """Many reads of one reader, layer and outcome within a flush are one audit row saying how many
+    requests and tiles it stands for, with their bytes summed; the daily roll-up counts every call."""
+    paths = [tile_path(PUB, z) for z in (12, 13, 14)]
+    tallies = []
+    for client in (fast, plain):
+        for p in paths:  # cached in this worker, so the fast path answers all of them
+            client.get(p)
+        for each in (fast, plain):
+            flush(each)
+        mark = last_id(engine)
+        with engine.connect() as conn:
+            calls_before = conn.execute(
+                text("SELECT coalesce(sum(calls), 0) FROM gs.usage_daily WHERE layer_id = :l"), {"l": PUB}
+            ).scalar_one()
+        before = len(seen)
+        sizes = [len(client.get(p, headers={"Accept-Encoding": "identity"}).content) for p in paths * 2]
+        if client is fast:
+            assert len(seen) == before, "all hits"
+        assert flush(client) == 1
+        rows = rows_after(engine, mark)
+        assert len(rows) == 1
+        row = rows[0]
+        assert (row["requests"], row["items"], row["bytes"], row["status"]) == (6, 6, sum(sizes), 200)
+        with engine.connect() as conn:
+            calls_after = conn.execute(
+                text("SELECT coalesce(sum(calls), 0) FROM gs.usage_daily WHERE layer_id = :l"), {"l": PUB}
+            ).scalar_one()
+        assert calls_after - calls_before == 6
+        tallies.append({k: row[k] for k in (*AUDITED, "requests")})
+    assert tallies[0] == tallies[1]
+
+
+def test_a_compressed_tile_is_compressed_once_and_kept(fast: TestClient, seen: list[str]) -> None:
+    """A client that takes gzip (every browser) gets the tile compressed once per worker, then the
+    kept bytes: the same body the compression middleware would send, without compressing again."""
+    import gzip
+
+    from geoshare.api.routes.tiles import tile_cache
+
+    path = tile_path(PUB, 10)
+    plain_body = fast.get(path, headers={"Accept-Encoding": "identity"}).content
+    assert len(plain_body) >= 2048  # large enough for the compression middleware's minimum
+    cache = tile_cache(fast.app.state)
+    before = len(seen)
+    first = fast.get(path, headers={"Accept-Encoding": "gzip"})
+    assert first.headers["content-encoding"] == "gzip" and first.content == plain_body
+    kept = [cache.get(k) for k in list(cache._entries) if isinstance(k, tuple) and k[0] == "gzip"]
+    assert any(b is not None and gzip.decompress(b) == plain_body for b in kept)
+    second = fast.get(path, headers={"Accept-Encoding": "gzip, deflate, br"})
+    assert (
+        second.content == plain_body and second.headers["content-length"] == first.headers["content-length"]
+    )
+    assert len(seen) == before  # both from the fast path

@@ -1,6 +1,9 @@
 """The audit log writer: requests are buffered in memory and written by a background thread.
 
-A request only appends a small tuple to a deque (thread-safe, no lock, no I/O); the writer thread
+A request only appends a small tuple to a deque (thread-safe, no lock, no I/O), or, for a tile read,
+adds to a tally (``tally``): tiles come dozens a second per map view, so they are recorded per reader,
+key, layer, endpoint, client and outcome over each flush, one row with the number of requests and
+the sums of tiles, bytes and milliseconds (``gs.audit_log.requests``). The writer thread
 wakes every ``audit_flush_seconds`` or when ``audit_batch`` records are waiting, and writes the lot
 with ONE statement that appends them to ``gs.audit_log`` and upserts the daily roll-up
 ``gs.usage_daily``, so the roll-up cannot drift from the log. The buffer is bounded: while the
@@ -89,6 +92,23 @@ class Access(NamedTuple):
     duration_ms: float
     bytes: int
     items: int | None
+    requests: int = 1  # a tally's row stands for several (bytes, items, duration_ms are then sums)
+
+
+class TallyKey(NamedTuple):
+    """What a tallied row is about: requests alike in all of this share a row per flush. The fields
+    are ``Access``'s from ``kind`` to ``status``, in its order (``Access(ts, *key, ...)``)."""
+
+    kind: str
+    method: str
+    endpoint: str
+    endpoint_kind: str
+    layer_id: str | None
+    department_code: str | None
+    key_prefix: str | None
+    role: str | None
+    client_ip: str | None
+    status: int
 
 
 # One round trip per flush: the batch arrives as arrays, the layer owner is looked up once, the log
@@ -100,21 +120,21 @@ _FLUSH = text(
     WITH r AS (
         SELECT to_timestamp(r.ts) AS ts, r.kind, r.method, r.endpoint, r.endpoint_kind, r.layer_id,
                l.department_code AS layer_department, r.department_code, r.key_prefix, r.role,
-               r.client_ip, r.status, r.duration_ms, r.bytes, r.items
+               r.client_ip, r.status, r.duration_ms, r.bytes, r.items, r.requests
         FROM unnest(CAST(:ts AS float8[]), CAST(:kind AS text[]), CAST(:method AS text[]),
                     CAST(:endpoint AS text[]), CAST(:endpoint_kind AS text[]), CAST(:layer_id AS text[]),
                     CAST(:department_code AS text[]), CAST(:key_prefix AS text[]), CAST(:role AS text[]),
                     CAST(:client_ip AS inet[]), CAST(:status AS int2[]), CAST(:duration_ms AS float4[]),
-                    CAST(:bytes AS int8[]), CAST(:items AS int4[]))
+                    CAST(:bytes AS int8[]), CAST(:items AS int4[]), CAST(:requests AS int4[]))
              AS r(ts, kind, method, endpoint, endpoint_kind, layer_id, department_code, key_prefix, role,
-                  client_ip, status, duration_ms, bytes, items)
+                  client_ip, status, duration_ms, bytes, items, requests)
         LEFT JOIN gs.layer l ON l.id = r.layer_id
     ), logged AS (
         INSERT INTO gs.audit_log (ts, kind, method, endpoint, endpoint_kind, layer_id, layer_department,
                                   department_code, key_prefix, role, client_ip, status, duration_ms,
-                                  bytes, items)
+                                  bytes, items, requests)
         SELECT ts, kind, method, endpoint, endpoint_kind, layer_id, layer_department, department_code,
-               key_prefix, role, client_ip, status, duration_ms, bytes, items
+               key_prefix, role, client_ip, status, duration_ms, bytes, items, requests
         FROM r
         ORDER BY ts
     )
@@ -122,8 +142,10 @@ _FLUSH = text(
                                      calls, items, errors, limited, bytes, duration_ms)
     SELECT (ts AT TIME ZONE :tz)::date, department_code,
            CASE WHEN layer_department IS NULL THEN NULL ELSE layer_id END, layer_department,
-           endpoint_kind, count(*), coalesce(sum(items), 0), count(*) FILTER (WHERE status >= 400),
-           count(*) FILTER (WHERE status = 429), coalesce(sum(bytes), 0), coalesce(sum(duration_ms), 0)
+           endpoint_kind, sum(requests), coalesce(sum(items), 0),
+           coalesce(sum(requests) FILTER (WHERE status >= 400), 0),
+           coalesce(sum(requests) FILTER (WHERE status = 429), 0), coalesce(sum(bytes), 0),
+           coalesce(sum(duration_ms), 0)
     FROM r
     GROUP BY 1, 2, 3, 4, 5
     ORDER BY 1, 2, 3, 4, 5
@@ -171,6 +193,8 @@ class AuditWriter:
         self.dropped = 0
         self.written = 0
         self._buffer: deque[Access] = deque()
+        self._tallies: dict[TallyKey, list[Any]] = {}  # key -> [first ts, requests, bytes, items, ms]
+        self._tally_lock = threading.Lock()
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._flush_lock = threading.Lock()
@@ -192,9 +216,30 @@ class AuditWriter:
         if len(buffer) >= self.config.batch:
             self._wake.set()
 
+    def tally(self, key: TallyKey, ts: float, size: int, items: int | None, duration_ms: float) -> None:
+        """Count one request into its row of the current flush (tile reads): a dict probe and a few
+        additions under an uncontended lock, never the database."""
+        with self._tally_lock:
+            row = self._tallies.get(key)
+            if row is None:
+                self._tallies[key] = [ts, 1, size, items, duration_ms]
+                return
+            row[1] += 1
+            row[2] += size
+            if items is not None:
+                row[3] = items if row[3] is None else row[3] + items
+            row[4] += duration_ms
+
     @property
     def pending(self) -> int:
-        return len(self._buffer)
+        return len(self._buffer) + len(self._tallies)
+
+    def _close_tallies(self) -> None:
+        """Turn the tallies so far into rows at the end of the buffer (they are written with it)."""
+        with self._tally_lock:
+            tallies, self._tallies = self._tallies, {}
+        for key, (ts, requests, size, items, duration_ms) in tallies.items():
+            self._buffer.append(Access(ts, *key, duration_ms, size, items, requests))
 
     # -- writer thread -----------------------------------------------------------------------------
 
@@ -229,6 +274,7 @@ class AuditWriter:
         """Write everything buffered now; return the number of records written. Thread-safe: a caller
         returns only once records queued before the call are in the database (or kept for a retry)."""
         with self._flush_lock:
+            self._close_tallies()
             written = 0
             while self._buffer:
                 take = min(len(self._buffer), self.config.batch)

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.middleware.gzip import GZipMiddleware
 
 from geoshare import __version__
-from geoshare.api import audit_middleware, auth, problems, tile_fastpath
+from geoshare.api import audit_middleware, auth, http_policy, problems, tile_fastpath
 from geoshare.api.routes import (
     admin,
     admin_areas,
@@ -52,6 +54,14 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.engine.dispose()
 
 
+def _telemetry(settings: Settings) -> dict[str, Any]:
+    """FastAPI's OpenTelemetry bridge switched off unless the settings ask for it (FastAPI releases
+    before the bridge take no such argument)."""
+    if settings.telemetry or "telemetry" not in inspect.signature(FastAPI.__init__).parameters:
+        return {}
+    return {"telemetry": {"tracing": False, "metrics": False, "logs": False}}
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     app = FastAPI(
@@ -62,12 +72,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         "(OGC API – Features, CRS, CQL2).",
         openapi_url="/api",
         docs_url="/api.html",
+        **_telemetry(settings),
     )
     app.state.settings = settings
     app.state.engine = make_engine(settings.database_url, settings.pool_size)
-    tile_fastpath.install(app)  # innermost: cached anonymous tiles answered before FastAPI
-    # level 9 (the default) costs ~4x the CPU of level 4 for a few percent smaller JSON
-    app.add_middleware(GZipMiddleware, minimum_size=2048, compresslevel=4)
+    app.add_middleware(
+        GZipMiddleware,
+        minimum_size=http_policy.GZIP_MINIMUM_SIZE,
+        compresslevel=http_policy.GZIP_LEVEL,
+        thread_minimum_size=http_policy.GZIP_THREAD_MINIMUM_SIZE,
+    )
     audit_middleware.install(app)  # outermost: counts bytes sent, refuses over-limit calls first
     problems.install(app)
     auth.install_log_redaction()  # keys in access logs cut to their prefix
@@ -93,13 +107,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     ):
         app.include_router(module.router)
     portal.install(app)  # pages, glyphs, static files; the HTML "/" ahead of the OGC landing page
-    # embeds and the SDK on departments' own sites read tiles and geocode across origins; keys travel
-    # in X-API-Key or ?key=, never cookies, so no credentials are allowed
     app.add_middleware(
         CORSMiddleware,
-        allow_origins=["*"],
-        allow_methods=["GET", "HEAD"],
-        allow_headers=["X-API-Key", "X-GeoShare-Embed"],
-        expose_headers=["ETag", "Retry-After"],
+        allow_origins=list(http_policy.CORS_ALLOW_ORIGINS),
+        allow_methods=list(http_policy.CORS_ALLOW_METHODS),
+        allow_headers=list(http_policy.CORS_ALLOW_HEADERS),
+        expose_headers=list(http_policy.CORS_EXPOSE_HEADERS),
     )
+    tile_fastpath.install(app)  # outermost: tiles answered from memory or the pool before anything else
     return app

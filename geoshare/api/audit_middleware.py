@@ -6,6 +6,9 @@ left in ``scope`` — the matched route (its template, e.g. ``/collections/{coll
 path parameters (the layer), and the request state: ``principal`` (set by ``geoshare.api.auth``) and
 ``audit_count`` (features, tiles or addresses returned; an endpoint may send ``X-Result-Count``
 instead). The record goes to the audit writer's buffer as the last body chunk leaves: no I/O here.
+Tile reads are tallied instead (one row per reader, layer, client and outcome over each flush; see
+``geoshare.access.audit``), and the tile fast path outside this middleware accounts its own answers
+with the same ``audit_key`` and ``account``.
 
 Before the request, the rate limiter may answer 429 problem+json with ``Retry-After`` (see
 ``geoshare.access.ratelimit``); after it, a 401 to a request carrying a key counts as a failed
@@ -30,7 +33,7 @@ from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from geoshare.access import keys
-from geoshare.access.audit import Access, AuditConfig, AuditWriter
+from geoshare.access.audit import Access, AuditConfig, AuditWriter, TallyKey
 from geoshare.access.identity import Principal
 from geoshare.access.ratelimit import LimitConfig, Limiter
 from geoshare.api.problems import problem_response
@@ -43,6 +46,8 @@ SKIP_PATHS = frozenset(
 LAYER_PARAMS = ("collection_id", "layer_id")
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 COUNT_HEADER = b"x-result-count"
+#: ``scope["state"]`` flag: the request was admitted by the rate limiter already (the tile fast path)
+ADMITTED = "rate_admitted"
 _KEY_HEADER = b"x-api-key"
 
 # (path prefix, kind) — first match wins; "/items" decides features before the catalog rule
@@ -196,7 +201,8 @@ class AuditMiddleware:
         prefix, has_key = _request_key(scope)
         state: MutableMapping[str, Any] = scope.setdefault("state", {})  # shared with request.state
 
-        refusal = limiter.admit(ip, prefix, has_key, time.monotonic())
+        # the tile fast path outside admits the requests it starts to answer and then hands on
+        refusal = None if state.get(ADMITTED) else limiter.admit(ip, prefix, has_key, time.monotonic())
         if refusal is not None:
             response = problem_response(
                 429, refusal.detail, scope["path"], retry_after=refusal.retry_after, field=refusal.field
@@ -204,11 +210,8 @@ class AuditMiddleware:
             await response(scope, receive, send)
             if rt.config.enabled:
                 template, params = _route_of(app, scope)
-                rt.writer.submit(
-                    self._record(
-                        scope, ts, started, template, params, None, prefix, rt, 429, len(response.body), None
-                    )
-                )
+                key = audit_key(scope, template, params, None, prefix, rt, 429)
+                account(rt, key, ts, started, len(response.body), None)
             return
 
         status = 500
@@ -227,21 +230,9 @@ class AuditMiddleware:
             if count is None and count_header is not None and count_header.isdigit():
                 count = int(count_header)
             route = scope.get("route")
-            rt.writer.submit(
-                self._record(
-                    scope,
-                    ts,
-                    started,
-                    getattr(route, "path", None),
-                    scope.get("path_params") or {},
-                    who,
-                    prefix,
-                    rt,
-                    status,
-                    size,
-                    count,
-                )
-            )
+            template = getattr(route, "path", None)
+            key = audit_key(scope, template, scope.get("path_params") or {}, who, prefix, rt, status)
+            account(rt, key, ts, started, size, count)
 
         async def send_wrapper(message: Message) -> None:
             nonlocal status, size, count_header
@@ -262,50 +253,53 @@ class AuditMiddleware:
             if not done:  # an exception, or a response without a final body chunk
                 finish()
 
-    @staticmethod
-    def _record(
-        scope: Scope,
-        ts: float,
-        started: float,
-        template: str | None,
-        params: dict[str, Any],
-        who: Principal | None,
-        prefix: str | None,
-        rt: Runtime,
-        status: int,
-        size: int,
-        count: int | None,
-    ) -> Access:
-        method: str = scope["method"]
-        if who is not None and who.key_prefix is not None:
-            department, key_prefix, role = who.department, who.key_prefix, who.role
-        else:
-            # an endpoint that did not ask who is calling: a key proven on this worker still names its
-            # department; otherwise the prefix that was tried (public) and nobody
-            known = rt.limiter.proven(prefix)
-            department, role = known if known else (None, None)
-            key_prefix = prefix
-        kind = endpoint_kind(method, template)
-        layer = next((params[p] for p in LAYER_PARAMS if p in params), None)
-        return Access(
-            ts=ts,
-            kind="read" if method in READ_METHODS or kind == "geocode" else "write",
-            method=method,
-            endpoint=template if template is not None else scope["path"][:200],
-            endpoint_kind=kind,
-            layer_id=str(layer)[:100] if layer is not None else None,
-            department_code=department,
-            key_prefix=key_prefix,
-            role=role,
-            client_ip=(scope.get("client") or (None,))[0],
-            status=status,
-            duration_ms=(time.perf_counter() - started) * 1000.0,
-            bytes=size,
-            items=count,
-        )
+
+def audit_key(
+    scope: Scope,
+    template: str | None,
+    params: dict[str, Any],
+    who: Principal | None,
+    prefix: str | None,
+    rt: Runtime,
+    status: int,
+) -> TallyKey:
+    """What the audit log records of a request besides its time, size, count and duration."""
+    method: str = scope["method"]
+    if who is not None and who.key_prefix is not None:
+        department, key_prefix, role = who.department, who.key_prefix, who.role
+    else:
+        # an endpoint that did not ask who is calling: a key proven on this worker still names its
+        # department; otherwise the prefix that was tried (public) and nobody
+        known = rt.limiter.proven(prefix)
+        department, role = known if known else (None, None)
+        key_prefix = prefix
+    kind = endpoint_kind(method, template)
+    layer = next((params[p] for p in LAYER_PARAMS if p in params), None)
+    return TallyKey(
+        kind="read" if method in READ_METHODS or kind == "geocode" else "write",
+        method=method,
+        endpoint=template if template is not None else scope["path"][:200],
+        endpoint_kind=kind,
+        layer_id=str(layer)[:100] if layer is not None else None,
+        department_code=department,
+        key_prefix=key_prefix,
+        role=role,
+        client_ip=(scope.get("client") or (None,))[0],
+        status=status,
+    )
+
+
+def account(rt: Runtime, key: TallyKey, ts: float, started: float, size: int, count: int | None) -> None:
+    """Hand the request to the audit writer: tile reads into the flush's tally, the rest as rows."""
+    duration_ms = (time.perf_counter() - started) * 1000.0
+    if key.endpoint_kind == "tiles" and key.kind == "read":
+        rt.writer.tally(key, ts, size, count, duration_ms)
+    else:
+        rt.writer.submit(Access(ts, *key, duration_ms, size, count))
 
 
 def install(app: FastAPI) -> None:
-    """Add the middleware (call after the other ``add_middleware`` calls: it must be outermost, so
-    it counts the bytes sent and refuses before any other work)."""
+    """Add the middleware (call after the app's own ``add_middleware`` calls: outside them, so it
+    counts the bytes sent and refuses before any other work; only CORS, embed tickets and the tile
+    fast path are outside it)."""
     app.add_middleware(AuditMiddleware)

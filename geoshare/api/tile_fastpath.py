@@ -1,9 +1,9 @@
-"""A raw ASGI fast path for vector tiles: answered before FastAPI's routing when nothing needs it.
+"""A raw ASGI fast path for vector tiles: answered before any middleware when nothing needs them.
 
 A cached tile is a dict lookup, yet behind FastAPI's routing, dependency injection, Request and
-Response objects and exception middleware it was served at ~11% of what bare uvicorn serves. This
-middleware sits inside the audit, CORS and GZip middlewares (so they behave as before) and answers a
-tile request itself only when it is certain the route would give the very same response:
+Response objects and four middlewares it was served at under a third of what bare uvicorn serves.
+This middleware is the outermost one, and answers a tile request itself only when it is certain
+the app would give the very same response:
 
 * a method the tile route accepts, and a path the app routes to it (learnt from the first tile
   request the app routed: the route object, its template and its methods);
@@ -11,36 +11,42 @@ tile request itself only when it is certain the route would give the very same r
   ``X-API-Key`` whose principal this worker already reuses (``api.auth``: authenticated within the
   minute, not bound to referrers or IPs, nothing announced on ``gs_access`` since); a plan made
   for one principal object is never used for another;
+* the rate limiter admits it (a refusal is the app's to give, with its problem body);
 * the route's own steps give the answer (``routes.tiles.tile_plan``, then ``memory_answer``): the
   layer row in the layer cache, and the tile in the tile cache or the client's copy current (304),
   or a plain tile (no filter or time) read on the worker's asyncio pool
   (``routes.tiles.fetch_from_pool``), as the route would read it.
 
+What the middlewares it skips would have done, it does the same way: the CORS and compression
+headers of ``api.http_policy`` (a compressed tile is compressed once per worker and kept in the
+tile cache beside the plain one), the rate limiter's bookkeeping, and the audit record
+(``audit_middleware.audit_key`` and ``account``: tile reads are tallied per flush).
+
 What a URL means (its checked address and parameters, cache key and headers) is worked out once by
 the route's functions and kept as a ``Plan`` for as long as the layer's cached row is the same
-object (any change to the layer replaces it), so a hit parses nothing and allocates little: a plan
-lookup, the row identity check, one tile cache lookup and the two ASGI messages.
+object (any change to the layer replaces it), so a hit parses nothing and allocates little.
 
 Anything else — a filtered miss, a key to check, an unknown parameter, a bad address, a layer the
-reader may not read, a failed read — goes on to the app untouched, and the route gives its usual
-answer or problem.
-
-For the audit middleware outside it, a hit leaves in ``scope`` what routing and the route would: the
-matched route, the path parameters, and in the request state the principal and (for a 200) one tile
-served, so hits are audited and rate limited exactly as before.
+reader may not read, a failed read, a refusal — goes on to the app untouched, and it gives its
+usual answer or problem.
 """
 
 from __future__ import annotations
 
+import time
+import zlib
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
+import anyio.to_thread
 from starlette.datastructures import QueryParams
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from geoshare.access import keys
 from geoshare.access.identity import Principal
+from geoshare.api import http_policy
+from geoshare.api.audit_middleware import ADMITTED, account, audit_key
 from geoshare.api.auth import ANONYMOUS, KEY_PARAM, reused_principal
 from geoshare.api.routes import tiles
 from geoshare.services.layer_cache import layer_cache
@@ -56,7 +62,14 @@ _KEY_HEADER = b"x-api-key"
 #: embed-vouched requests: the route must check the ticket
 _EMBED = b"x-geoshare-embed"
 _IF_NONE_MATCH = b"if-none-match"
+_ORIGIN = b"origin"
+_ACCEPT_ENCODING = b"accept-encoding"
 _CONTENT_TYPE = (b"content-type", tiles.MVT.encode("latin-1"))
+_GZIP = (b"content-encoding", b"gzip")
+_CORS = (
+    (b"access-control-allow-origin", ", ".join(http_policy.CORS_ALLOW_ORIGINS).encode("latin-1")),
+    (b"access-control-expose-headers", ", ".join(http_policy.CORS_EXPOSE_HEADERS).encode("latin-1")),
+)
 _NO_PARAMS = QueryParams()
 
 
@@ -72,15 +85,35 @@ class Plan:
     tile: tiles.TilePlan  # what the route works out: the reader's view, the tile, key and headers
     key: TileKey
     headers: dict[str, str]  # ETag, Cache-Control, Vary as ``tile_headers`` gives them
-    raw: tuple[tuple[bytes, bytes], ...]  # the same, encoded as ``Response`` encodes them
-    add_length: bool  # ``Response`` adds Content-Length (and Content-Type) unless given
-    add_type: bool
+    head: tuple[tuple[bytes, bytes], ...]  # the same but Vary, encoded as ``Response`` encodes them
+    vary_small: tuple[bytes, bytes]  # Vary as it leaves the app: for empty and small bodies
+    vary_large: tuple[bytes, bytes]  # and for bodies the compression middleware looks at
     path_params: dict[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class Asked:
+    """What the request's headers say that changes the answer."""
+
+    key: str | None
+    if_none_match: str | None
+    origin: bool
+    gzip: bool
 
 
 def encode_headers(headers: dict[str, str]) -> tuple[tuple[bytes, bytes], ...]:
     """``headers`` as ``starlette.responses.Response`` puts them on the wire (before length, type)."""
     return tuple((k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items())
+
+
+def _vary(base: str, *more: str) -> tuple[bytes, bytes]:
+    return (b"vary", ", ".join(v for v in (base, *more) if v).encode("latin-1"))
+
+
+def gzip_body(body: bytes) -> bytes:
+    """``body`` compressed exactly as the GZip middleware compresses it."""
+    compressor = zlib.compressobj(http_policy.GZIP_LEVEL, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    return compressor.compress(body) + compressor.flush()
 
 
 class TileFastPath:
@@ -91,38 +124,67 @@ class TileFastPath:
         self.app = app
         self.route: Any = None  # the tile route, once the app has routed a tile request to it
         self.methods: frozenset[str] = frozenset()
-        self.plans: OrderedDict[tuple[str, bytes], Plan] = OrderedDict()
+        self.plans: OrderedDict[tuple[str, bytes, str | None], Plan] = OrderedDict()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        found = self._hit(scope) if self.route is not None and scope["type"] == "http" else None
+        if found is None:
             await self.app(scope, receive, send)
-            return
-        found = self._hit(scope) if self.route is not None else None
-        answer = None
-        if found is not None:
-            answer, plan = found
-            if answer is None and tiles.is_plain(plan.tile.request):
-                answer = await self._fetch(scope["app"].state, plan)
-        if answer is None:
-            await self.app(scope, receive, send)
-            if self.route is None and scope.get("endpoint") is tiles.tile:
+            if self.route is None and scope["type"] == "http" and scope.get("endpoint") is tiles.tile:
                 self._learn(scope)
             return
+        answer, plan, asked = found
+        state = scope["app"].state
+        rt = getattr(state, "audit", None)
+        if rt is None:  # the app's lifespan has not run: let the middlewares set things up
+            await self.app(scope, receive, send)
+            return
+        started, ts = time.perf_counter(), time.time()
+        client = scope.get("client")
+        ip = client[0] if client else None
+        prefix, has_key = plan.who.key_prefix, asked.key is not None
+        if rt.limiter.admit(ip, prefix, has_key, time.monotonic()) is not None:
+            await self.app(scope, receive, send)  # refused: the audit middleware answers 429
+            return
+        if answer is None and tiles.is_plain(plan.tile.request):
+            answer = await self._fetch(state, plan)
+        if answer is None:
+            scope.setdefault("state", {})[ADMITTED] = True
+            await self.app(scope, receive, send)
+            return
         status, body, _ = answer
-        scope["route"] = self.route
-        scope["endpoint"] = tiles.tile
-        scope["path_params"] = dict(plan.path_params)
-        state = scope.setdefault("state", {})
-        state["principal"] = plan.who  # what the ``principal`` dependency leaves for the audit
-        raw = list(plan.raw)
-        if status != 304:
-            state["audit_count"] = 1  # tiles served
-            if plan.add_length:
-                raw.append((b"content-length", str(len(body)).encode("latin-1")))
-            if plan.add_type:
-                raw.append(_CONTENT_TYPE)
-        await send({"type": "http.response.start", "status": status, "headers": raw})
+        headers, body = await self._wire(state, plan, status, body, asked)
+        await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
+        rt.limiter.settle(ip, prefix, has_key, status, plan.who, time.monotonic())
+        if rt.config.enabled:
+            key = audit_key(scope, tiles.TILE_PATH, plan.path_params, plan.who, prefix, rt, status)
+            account(rt, key, ts, started, len(body), 1 if status == 200 else None)
+
+    @staticmethod
+    async def _wire(
+        state: Any, plan: Plan, status: int, body: bytes, asked: Asked
+    ) -> tuple[list[tuple[bytes, bytes]], bytes]:
+        """The headers and body as they would leave the app through its GZip and CORS middlewares."""
+        cors = _CORS if asked.origin else ()
+        if status == 304 or len(body) < http_policy.GZIP_MINIMUM_SIZE:
+            headers = [*plan.head, plan.vary_small]
+            if status != 304:
+                headers += [(b"content-length", str(len(body)).encode("latin-1")), _CONTENT_TYPE]
+            return [*headers, *cors], body
+        encoding: tuple[tuple[bytes, bytes], ...] = ()
+        if asked.gzip:
+            cache = tiles.tile_cache(state)
+            packed = cache.get(("gzip", plan.key))
+            if packed is None:
+                if len(body) >= http_policy.GZIP_THREAD_MINIMUM_SIZE:
+                    packed = await anyio.to_thread.run_sync(gzip_body, body)
+                else:
+                    packed = gzip_body(body)
+                cache.put(("gzip", plan.key), packed)
+            body, encoding = packed, (_GZIP,)
+        length = (b"content-length", str(len(body)).encode("latin-1"))
+        return [*plan.head, plan.vary_large, length, _CONTENT_TYPE, *encoding, *cors], body
 
     @staticmethod
     async def _fetch(state: Any, plan: Plan) -> tuple[int, bytes, dict[str, str]] | None:
@@ -142,13 +204,11 @@ class TileFastPath:
             self.methods = frozenset(getattr(route, "methods", None) or ()) & {"GET", "HEAD"}
             self.route = route
 
-    def _hit(self, scope: Scope) -> tuple[tuple[int, bytes, dict[str, str]] | None, Plan] | None:
-        """The URL's plan and the answer from memory (None on a cache miss); None for anything the
-        app must answer."""
-        path: str = scope["path"]
-        if not path.startswith(_PREFIX) or scope["method"] not in self.methods or scope.get("root_path"):
-            return None
-        if_none_match = key = None
+    @staticmethod
+    def _asked(scope: Scope) -> Asked | None:
+        """The headers that shape the answer; None when the request carries an embed ticket."""
+        key = if_none_match = None
+        origin = gzip = False
         for name, value in scope["headers"]:
             if name == _EMBED:
                 return None
@@ -156,12 +216,27 @@ class TileFastPath:
                 key = value.decode("latin-1").strip()
             elif name == _IF_NONE_MATCH and if_none_match is None:
                 if_none_match = value.decode("latin-1")  # the first one, as Request.headers.get
+            elif name == _ORIGIN:
+                origin = True
+            elif name == _ACCEPT_ENCODING and not gzip:
+                gzip = b"gzip" in value  # the first one decides, as GZipMiddleware's headers.get
+        return Asked(key, if_none_match, origin, gzip)
+
+    def _hit(self, scope: Scope) -> tuple[tuple[int, bytes, dict[str, str]] | None, Plan, Asked] | None:
+        """The URL's plan, what was asked and the answer from memory (None on a cache miss); None
+        for anything the app must answer."""
+        path: str = scope["path"]
+        if not path.startswith(_PREFIX) or scope["method"] not in self.methods or scope.get("root_path"):
+            return None
+        asked = self._asked(scope)
+        if asked is None:
+            return None
         state = scope["app"].state
         registry = layer_cache(state)
-        who = ANONYMOUS if key is None else reader(registry, key)
+        who = ANONYMOUS if asked.key is None else reader(registry, asked.key)
         if who is None:
             return None
-        memo = (path, scope["query_string"], key)
+        memo = (path, scope["query_string"], asked.key)
         plan = self.plans.get(memo)
         if plan is not None and plan.who is who and registry.peek(plan.collection_id) is plan.layer:
             self.plans.move_to_end(memo)
@@ -172,7 +247,7 @@ class TileFastPath:
             self.plans[memo] = plan
             while len(self.plans) > MAX_PLANS:
                 self.plans.popitem(last=False)
-        return tiles.memory_answer(state, plan.key, plan.headers, if_none_match), plan
+        return tiles.memory_answer(state, plan.key, plan.headers, asked.if_none_match), plan, asked
 
     @staticmethod
     def _plan(state: Any, path: str, query: bytes, who: Principal) -> Plan | None:
@@ -193,27 +268,28 @@ class TileFastPath:
             tile = tiles.tile_plan(cached, params, collection_id, who, tms_id, z, row, col, version)
         except Exception:  # noqa: BLE001 - any refusal is the route's to give, as a problem
             return None
-        key, headers = tile.key, tile.headers
-        raw = encode_headers(headers)
-        names = {name for name, _ in raw}
-        path_params = {
-            "collection_id": collection_id,
-            "tms_id": tms_id,
-            "tile_matrix": tile_matrix,
-            "tile_row": tile_row,
-            "tile_col": tile_col,
-        }
+        headers = tile.headers
+        if set(headers) != {"ETag", "Cache-Control", "Vary"}:
+            return None  # headers this path does not know how the middlewares would change
+        vary = headers["Vary"]
         return Plan(
             cached,
             who,
             collection_id,
             tile,
-            key,
+            tile.key,
             headers,
-            raw,
-            b"content-length" not in names,
-            b"content-type" not in names,
-            path_params,
+            encode_headers({k: v for k, v in headers.items() if k != "Vary"}),
+            # the compression middleware adds Accept-Encoding for bodies it looks at; CORS adds Origin
+            _vary(vary, "Origin"),
+            _vary(vary, "Accept-Encoding", "Origin"),
+            {
+                "collection_id": collection_id,
+                "tms_id": tms_id,
+                "tile_matrix": tile_matrix,
+                "tile_row": tile_row,
+                "tile_col": tile_col,
+            },
         )
 
 
@@ -225,6 +301,6 @@ def reader(registry: Any, key: str) -> Principal | None:
 
 
 def install(app: Any) -> None:
-    """Add the fast path innermost of the middlewares (call before every other ``add_middleware``):
-    the audit, CORS and GZip middlewares then see its answers as they see the route's."""
+    """Add the fast path outermost (call after every other ``add_middleware``): it answers by the
+    same policy as the middlewares it skips (``api.http_policy``, the audit and rate limiter)."""
     app.add_middleware(TileFastPath)

@@ -10,7 +10,8 @@ from geoshare.settings import get_settings
 
 # JIT compilation costs far more than it saves on short spatial queries; parallel workers for one
 # tile or page cost more than they save when many requests share a few cores
-SESSION_OPTIONS = "-c jit=off -c max_parallel_workers_per_gather=0"
+SESSION_SETTINGS = {"jit": "off", "max_parallel_workers_per_gather": "0"}
+SESSION_OPTIONS = " ".join(f"-c {name}={value}" for name, value in SESSION_SETTINGS.items())
 
 
 def make_engine(url: str, pool_size: int = 8) -> Engine:

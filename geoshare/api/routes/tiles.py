@@ -268,7 +268,7 @@ async def fetch_from_pool(state: Any, plan: TilePlan) -> bytes | None:
     if pool is None:
         return None
     source = plan.source
-    async with pool.connection() as conn:
+    async with pool.acquire() as conn:
         data = await fetch_plain_tile(
             conn, source.layer, plan.request, source.hidden, source.area, _feature_limit(state)
         )

@@ -49,7 +49,7 @@ AUDIT_PARAMS = frozenset(
 AUDIT_COLUMNS = (
     "id", "ts", "kind", "method", "endpoint", "endpoint_kind", "layer_id", "layer_department",
     "department_code", "key_prefix", "role", "actor", "client_ip", "status", "duration_ms", "bytes",
-    "items", "action", "target", "detail",
+    "items", "requests", "action", "target", "detail",
 )  # fmt: skip
 CSV_MEDIA = "text/csv; charset=utf-8"
 
