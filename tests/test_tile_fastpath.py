@@ -61,14 +61,11 @@ class Reached:
 
 
 def build_app(settings: Settings, fast: bool, seen: list[str] | None = None) -> FastAPI:
-    from geoshare.api.app import create_app
+    from geoshare.api.app import GeoShareApp, create_app
 
     app = create_app(settings)
-    installed = [m for m in app.user_middleware if m.cls is TileFastPath]
-    assert installed, "the app factory installs the fast path"
-    assert app.user_middleware[0].cls is TileFastPath, "outermost: before audit, CORS and GZip"
-    if not fast:
-        app.user_middleware.remove(installed[0])
+    assert isinstance(app, GeoShareApp) and app.tile_fast_path, "the app factory installs the fast path"
+    app.tile_fast_path = fast
     if seen is not None:
         app.user_middleware.append(Middleware(Reached, seen=seen))
     return app

@@ -10,6 +10,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.middleware.gzip import GZipMiddleware
+from starlette.types import ASGIApp
 
 from geoshare import __version__
 from geoshare.api import audit_middleware, auth, http_policy, problems, tile_fastpath
@@ -54,6 +55,19 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.engine.dispose()
 
 
+class GeoShareApp(FastAPI):
+    """FastAPI with the tile fast path (``api.tile_fastpath``) in front of its whole middleware
+    stack, FastAPI's own error, telemetry and body-limit layers included: a cached tile needs none
+    of them, and the fast path does the CORS, compression, rate-limit and audit work itself by the
+    same rules. ``tile_fast_path = False`` builds the app without it (tests compare the two)."""
+
+    tile_fast_path = True
+
+    def build_middleware_stack(self) -> ASGIApp:
+        stack = super().build_middleware_stack()
+        return tile_fastpath.TileFastPath(stack) if self.tile_fast_path else stack
+
+
 def _telemetry(settings: Settings) -> dict[str, Any]:
     """FastAPI's OpenTelemetry bridge switched off unless the settings ask for it (FastAPI releases
     before the bridge take no such argument)."""
@@ -64,7 +78,7 @@ def _telemetry(settings: Settings) -> dict[str, Any]:
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
-    app = FastAPI(
+    app = GeoShareApp(
         lifespan=_lifespan,
         title="GeoShare",
         version=__version__,
@@ -114,5 +128,4 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         allow_headers=list(http_policy.CORS_ALLOW_HEADERS),
         expose_headers=list(http_policy.CORS_EXPOSE_HEADERS),
     )
-    tile_fastpath.install(app)  # outermost: tiles answered from memory or the pool before anything else
     return app
