@@ -656,6 +656,8 @@ def audit_state(url: str) -> dict[str, Any]:
 
     app = create_app(Settings(database_url=url, pool_size=1))
     names = [getattr(m.cls, "__name__", str(m.cls)) for m in app.user_middleware]
+    if getattr(app, "tile_fast_path", False):
+        names.insert(0, "TileFastPath (in front of the whole stack; audits tiles itself)")
     app.state.engine.dispose()
     state: dict[str, Any] = {
         "middleware": names,

@@ -127,3 +127,45 @@ def test_tile_key_and_lru_budget(two_layers: Engine) -> None:
     assert cache.size <= 10_000
     cache.put(keys[3], b"big" * 1_000)  # over an eighth of the budget: not kept
     assert cache.get(keys[3]) == b"x" * 1_000
+
+
+def test_the_asyncpg_statement_cuts_the_same_tiles(two_layers: Engine) -> None:
+    """``fetch_plain_tile`` (asyncpg, the tile endpoint's pool) and ``fetch_tile`` (psycopg, the
+    engine) send the same statement in two paramstyles: the same features and properties come back
+    in every grid, with hidden fields and an agreement's area applied alike."""
+    import asyncio
+    import re
+
+    import asyncpg
+    from sqlalchemy import make_url
+
+    from layers.tiles.mvt import fetch_plain_tile, numbered_statement
+
+    def decoded(data: bytes) -> dict[int, dict[str, Any]]:
+        layers = mapbox_vector_tile.decode(data) if data else {}
+        return {f["id"]: f["properties"] for f in layers.get("west", {}).get("features", [])}
+
+    area = shapely.to_wkb(box(CENTRE[0] - 0.0065, 39.8, CENTRE[0], 39.9))
+    cases = [
+        (_tile(tms, z), hidden, wkb)
+        for tms in ("WebMercatorQuad", "CGCS2000Quad", "WorldCRS84Quad", "TianDiTuWebMercator")
+        for z in (10, 14)
+        for hidden, wkb in ((frozenset(), None), (frozenset({"名称"}), None), (frozenset(), area))
+    ]
+    with two_layers.connect() as conn:
+        layer = get_layer(conn, "west")
+        expected = [decoded(fetch_tile(conn, layer, t, hidden, wkb)) for t, hidden, wkb in cases]
+    dsn = make_url(two_layers.url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+    async def cut() -> list[dict[int, dict[str, Any]]]:
+        connection = await asyncpg.connect(dsn)
+        try:
+            return [decoded(await fetch_plain_tile(connection, layer, t, h, w)) for t, h, w in cases]
+        finally:
+            await connection.close()
+
+    got = asyncio.run(cut())
+    assert got == expected
+    assert any(len(e) == 5 for e in expected) and any(len(e) == 3 for e in expected)  # area bites
+    sql, args = numbered_statement(layer, cases[0][0])
+    assert len(args) == len(set(re.findall(r"\$(\d+)", sql))) > 0  # one argument per placeholder
