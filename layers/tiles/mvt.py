@@ -283,10 +283,11 @@ def is_plain(tile: TileRequest) -> bool:
 
 def _plain_statement(
     layer: LayerInfo, tile: TileRequest, hidden: frozenset[str], area_wkb: bytes | None, feature_limit: int
-) -> tuple[str, dict[str, Any]]:
+) -> tuple[_Template, dict[str, Any]]:
+    """The tile's compiled-once statement and all its binds by name."""
     check_tile(get_tms(tile.tms_id), tile.z, tile.y, tile.x)
     template = _template(layer, tile, hidden, area_wkb, feature_limit)
-    return template.sql, {**template.fixed, **tile_params(tile), **stored_tile_params(tile)}
+    return template, {**template.fixed, **tile_params(tile), **stored_tile_params(tile)}
 
 
 def numbered_statement(
@@ -298,9 +299,7 @@ def numbered_statement(
 ) -> tuple[str, list[Any]]:
     """A plain tile's statement in asyncpg's ``$n`` style and its arguments: what
     ``fetch_plain_tile`` sends (and what the tile benchmark drives directly as the database ceiling)."""
-    check_tile(get_tms(tile.tms_id), tile.z, tile.y, tile.x)
-    template = _template(layer, tile, hidden, area_wkb, feature_limit)
-    params = {**template.fixed, **tile_params(tile), **stored_tile_params(tile)}
+    template, params = _plain_statement(layer, tile, hidden, area_wkb, feature_limit)
     return template.numbered_sql, [params[name] for name in template.order]
 
 
@@ -334,9 +333,9 @@ def fetch_tile(
     of kilobytes in the database and decode them again here, which costs more than cutting a light
     tile."""
     if is_plain(tile):
-        sql, params = _plain_statement(layer, tile, hidden, area_wkb, feature_limit)
+        template, params = _plain_statement(layer, tile, hidden, area_wkb, feature_limit)
         driver = conn.connection.driver_connection
-        row = driver.execute(sql, params, binary=True).fetchone()  # type: ignore[union-attr]
+        row = driver.execute(template.sql, params, binary=True).fetchone()  # type: ignore[union-attr]
         return bytes(row[0] or b"") if row else b""
     stmt = select(tile_expression(layer, tile, hidden, area_wkb, feature_limit))
     try:
