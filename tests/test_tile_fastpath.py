@@ -171,8 +171,8 @@ def test_same_answers_with_and_without_the_fast_path(
         ("GET", f"{z12}.mvt", {}, {}),
         ("POST", z12, {}, {}),
     ]
-    # HEAD is a hit exactly when the route accepts it (FastAPI's GET routes may not: then a 405)
-    (hits if "HEAD" in _fast_path(fast).methods else passed).append(("HEAD", z12, {}, {}))
+    assert "HEAD" in _fast_path(fast).methods  # the tile route takes HEAD, so the fast path does
+    hits += [("HEAD", z12, {}, {}), ("HEAD", z10, {}, {"Accept-Encoding": "gzip"})]
 
     for method, path, params, headers in hits + passed:
         before = len(seen)
@@ -422,3 +422,22 @@ def test_a_compressed_tile_is_compressed_once_and_kept(fast: TestClient, seen: l
         second.content == plain_body and second.headers["content-length"] == first.headers["content-length"]
     )
     assert len(seen) == before  # both from the fast path
+
+
+def test_head_gives_the_tiles_headers_without_its_body(
+    fast: TestClient, plain: TestClient, engine: Engine
+) -> None:
+    """Caches and clients check a tile's ETag with HEAD: the GET's status and headers, no body, and
+    no bytes in the audit record, on both paths."""
+    path = tile_path(PUB, 12, 116.45, 39.9)
+    for client in (fast, plain):
+        got = client.get(path, headers={"Accept-Encoding": "identity"})
+        flush(client)
+        mark = last_id(engine)
+        head = client.head(path, headers={"Accept-Encoding": "identity"})
+        assert head.status_code == 200 and head.content == b""
+        for name in ("etag", "content-length", "content-type", "cache-control", "vary"):
+            assert head.headers[name] == got.headers[name], name
+        assert flush(client) == 1
+        (row,) = rows_after(engine, mark)
+        assert (row["method"], row["status"], row["bytes"], row["requests"]) == ("HEAD", 200, 0, 1)

@@ -234,6 +234,8 @@ class AuditMiddleware:
             key = audit_key(scope, template, scope.get("path_params") or {}, who, prefix, rt, status)
             account(rt, key, ts, started, size, count)
 
+        head = scope["method"] == "HEAD"  # the server sends no body, whatever the app gives it
+
         async def send_wrapper(message: Message) -> None:
             nonlocal status, size, count_header
             if message["type"] == "http.response.start":
@@ -242,7 +244,7 @@ class AuditMiddleware:
                     if name == COUNT_HEADER:
                         count_header = value
             elif message["type"] == "http.response.body":
-                size += len(message.get("body", b""))
+                size += 0 if head else len(message.get("body", b""))
                 if not message.get("more_body", False) and not done:
                     finish()
             await send(message)

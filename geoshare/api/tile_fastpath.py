@@ -94,7 +94,7 @@ class Plan:
     vary_small: tuple[bytes, bytes]  # Vary as it leaves the app: for empty and small bodies
     vary_large: tuple[bytes, bytes]  # and for bodies the compression middleware looks at
     path_params: dict[str, str]
-    audit_keys: dict[tuple[int, str | None], TallyKey]  # (status, client) -> its audit record's key
+    audit_keys: dict[tuple[str, int, str | None], TallyKey]  # (method, status, client) -> audit key
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,12 +170,14 @@ class TileFastPath:
         await send({"type": "http.response.body", "body": body})
         rt.limiter.settle(ip, prefix, has_key, status, plan.who, now)
         if rt.config.enabled:
-            key = plan.audit_keys.get((status, ip))
+            method = scope["method"]
+            key = plan.audit_keys.get((method, status, ip))
             if key is None:
                 key = audit_key(scope, tiles.TILE_PATH, plan.path_params, plan.who, prefix, rt, status)
                 if len(plan.audit_keys) < 64:  # a handful of clients per URL; a crowd is not kept
-                    plan.audit_keys[(status, ip)] = key
-            account(rt, key, ts, started, len(body), 1 if status == 200 else None)
+                    plan.audit_keys[(method, status, ip)] = key
+            sent = 0 if method == "HEAD" else len(body)  # the server drops a HEAD's body
+            account(rt, key, ts, started, sent, 1 if status == 200 else None)
 
     @staticmethod
     async def _wire(

@@ -212,8 +212,9 @@ def memory_answer(
     return None if data is None else (200, data, headers)
 
 
-@router.get(
+@router.api_route(
     TILE_PATH,
+    methods=["GET", "HEAD"],  # HEAD: caches and clients checking a tile's ETag without its body
     summary="A vector tile (MVT)",
     description="Parameters: properties, filter, filter-lang, filter-crs, datetime as for /items; v (the "
     "layer version the tile URL was built for: a current v makes the response immutable).",
