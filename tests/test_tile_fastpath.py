@@ -441,3 +441,41 @@ def test_head_gives_the_tiles_headers_without_its_body(
         assert flush(client) == 1
         (row,) = rows_after(engine, mark)
         assert (row["method"], row["status"], row["bytes"], row["requests"]) == ("HEAD", 200, 0, 1)
+
+
+def test_tiles_survive_the_pool_losing_its_connections(fast: TestClient, engine: Engine) -> None:
+    """A database restart (here: the tile pool's backends terminated, found by the name the pool
+    gives its sessions) costs no tile: the pool notices its connections closed and opens new ones."""
+    paths = [tile_path(PUB, 15, 116.30 + i * 0.02, 39.85) for i in range(6)]
+    for p in paths[:2]:  # the layer's row cached, then a miss read on the pool: it is open
+        assert fast.get(p).status_code == 200
+    with engine.connect() as conn:
+        killed = conn.execute(
+            text(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND application_name = 'geoshare-tiles'"
+            )
+        ).scalar_one()
+    assert killed >= 1
+    time.sleep(0.2)
+    statuses = [fast.get(p).status_code for p in paths[2:]]
+    assert statuses == [200, 200, 200, 200]
+
+
+def test_a_connection_lost_mid_read_is_read_again_through_the_engine(
+    fast: TestClient, plain: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pool's connection dying during the read (the database restarting under it): the route
+    reads the tile again through the engine, on both paths, and the client never sees it."""
+    import asyncpg
+
+    from geoshare.api.routes import tiles as tile_routes
+
+    async def lost(*args: Any, **kwargs: Any) -> bytes:
+        raise asyncpg.ConnectionDoesNotExistError("connection was closed in the middle of operation")
+
+    monkeypatch.setattr(tile_routes, "fetch_from_pool", lost)
+    for client in (fast, plain):
+        for z in (16, 17):
+            r = client.get(tile_path(PUB, z, 116.47, 39.93))
+            assert r.status_code == 200 and r.headers["content-type"] == "application/vnd.mapbox-vector-tile"

@@ -6,9 +6,12 @@ import logging
 from http import HTTPStatus
 from typing import Any
 
+import asyncpg
 import orjson
+import psycopg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from sqlalchemy.exc import DBAPIError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
@@ -81,5 +84,35 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:
+        if database_unavailable(exc):
+            log.warning("database unavailable on %s: %s", request.url.path, exc)
+            return problem_response(
+                503,
+                "the database is unavailable or restarting; try again shortly",
+                request.url.path,
+                retry_after=UNAVAILABLE_RETRY_SECONDS,
+            )
         log.exception("unhandled error on %s", request.url.path)
         return problem_response(500, "internal error; the incident was logged", request.url.path)
+
+
+#: ``Retry-After`` of a 503 while the database cannot be reached
+UNAVAILABLE_RETRY_SECONDS = 5
+
+
+def database_unavailable(exc: BaseException) -> bool:
+    """The database cannot be reached or dropped the connection (a restart, a failover, too many
+    clients): the client should try again (503), which is not a fault of this code (500)."""
+    if isinstance(exc, DBAPIError):
+        return exc.connection_invalidated or isinstance(exc, OperationalError)
+    return isinstance(exc, _UNAVAILABLE)
+
+
+_UNAVAILABLE = (
+    psycopg.OperationalError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.ConnectionDoesNotExistError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.TooManyConnectionsError,
+    ConnectionError,  # refused or reset: the server is not there
+)

@@ -23,6 +23,11 @@ from geoshare.db.engine import SESSION_SETTINGS
 
 #: prepared statements kept per connection: tile statements are one per layer version and shape
 STATEMENT_CACHE = 1024
+#: how the pool's sessions show in ``pg_stat_activity``
+APPLICATION_NAME = "geoshare-tiles"
+#: what a statement raises when its connection is gone (a database restart, a killed backend): the
+#: caller may read the same thing again elsewhere, and the pool replaces the connection
+CONNECTION_LOST = (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, ConnectionError, OSError)
 
 
 async def make_async_pool(url: str, size: int) -> asyncpg.Pool:
@@ -32,7 +37,7 @@ async def make_async_pool(url: str, size: int) -> asyncpg.Pool:
         dsn,
         min_size=1,
         max_size=max(1, size),
-        server_settings=dict(SESSION_SETTINGS),
+        server_settings={**SESSION_SETTINGS, "application_name": APPLICATION_NAME},
         statement_cache_size=STATEMENT_CACHE,
         max_cacheable_statement_size=0,  # tile statements run to kilobytes: cache them whatever size
         max_inactive_connection_lifetime=1800,

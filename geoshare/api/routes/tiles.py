@@ -8,6 +8,7 @@ URLs must be revalidated, and the strong ``ETag`` makes that a 304.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -27,7 +28,7 @@ from geoshare.api.deps import base_url, get_conn
 from geoshare.api.ogc_params import check_params, parse_datetime, parse_names, single
 from geoshare.api.responses import json_response
 from geoshare.api.routes.ogc import readable
-from geoshare.db.async_pool import LoopPool
+from geoshare.db.async_pool import CONNECTION_LOST, LoopPool
 from geoshare.services.layer_cache import layer_cache
 from layers.crs import CRS84, resolve_crs
 from layers.errors import BadParameter
@@ -38,6 +39,7 @@ from layers.tiles.matrixsets import TMS_IDS, get_tms, parse_tile, tile_limits
 from layers.tiles.mvt import DEFAULT_FEATURE_LIMIT, TileRequest, fetch_plain_tile, fetch_tile, is_plain
 
 router = APIRouter(tags=["OGC API – Tiles"])
+log = logging.getLogger("geoshare.tiles")
 
 MVT = "application/vnd.mapbox-vector-tile"
 TILEJSON_VERSION = "3.0.0"
@@ -242,7 +244,11 @@ async def tile(
         plan = tile_plan(cached, params, collection_id, who, tms_id, z, row, col, version)
         hit = memory_answer(state, plan.key, plan.headers, request.headers.get("if-none-match"))
         if hit is None and is_plain(plan.request):
-            data = await fetch_from_pool(state, plan)
+            try:
+                data = await fetch_from_pool(state, plan)
+            except CONNECTION_LOST:  # e.g. the database restarted: the engine reads it below
+                log.warning("tile pool connection lost; reading %s through the engine", request.url.path)
+                data = None
             hit = None if data is None else (200, data, plan.headers)
         if hit is not None:
             return _respond(request, *hit)
