@@ -275,10 +275,13 @@ async def fetch_from_pool(state: Any, plan: TilePlan) -> bytes | None:
     if pool is None:
         return None
     source = plan.source
-    async with pool.acquire() as conn:
+    conn = await pool.acquire()
+    try:
         data = await fetch_plain_tile(
             conn, source.layer, plan.request, source.hidden, source.area, _feature_limit(state)
         )
+    finally:
+        pool.release(conn)
     tile_cache(state).put(plan.key, data)
     return data
 
