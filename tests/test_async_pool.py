@@ -88,3 +88,26 @@ def test_a_failed_connect_frees_its_place(settings: Settings) -> None:
         await pool.close()
 
     asyncio.run(scenario())
+
+
+def test_a_cancelled_waiter_passes_on_the_room_it_was_given(settings: Settings) -> None:
+    """A waiter told "open one of your own" (a closed connection came back) and cancelled before it
+    could must leave that room to the next waiter, or the next one waits for ever."""
+
+    async def scenario() -> None:
+        pool = await make_async_pool(settings.database_url, 1)
+        held = await pool.acquire()
+        first = asyncio.ensure_future(pool.acquire())
+        second = asyncio.ensure_future(pool.acquire())
+        await asyncio.sleep(0.02)
+        held.terminate()
+        pool.release(held)  # closed: the first waiter is told to open a connection of its own
+        first.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await first
+        conn = await asyncio.wait_for(second, 5)
+        assert await conn.fetchval("SELECT 1") == 1
+        pool.release(conn)
+        await pool.close()
+
+    asyncio.run(scenario())

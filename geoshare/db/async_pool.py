@@ -76,8 +76,12 @@ class TilePool:
         try:
             conn = await waiter
         except asyncio.CancelledError:
-            if waiter.done() and not waiter.cancelled() and waiter.result() is not None:
-                self.release(waiter.result())  # handed over as we were cancelled: pass it on
+            if waiter.done() and not waiter.cancelled():  # handed over as we were cancelled: pass it on
+                handed = waiter.result()
+                if handed is not None:
+                    self.release(handed)
+                else:
+                    self._hand_on(None)  # the room for a new connection, to the next waiter
             raise
         return conn if conn is not None else await self.acquire()
 
