@@ -41,6 +41,7 @@ import re
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -65,6 +66,7 @@ from benchmarks.harness import (
     wrk,
 )
 from geoshare.db.engine import SESSION_SETTINGS
+from geoshare.front.nginx import FrontConfig, NginxFront
 
 TMS = "WebMercatorQuad"
 GZIP = {"Accept-Encoding": "gzip"}
@@ -152,14 +154,29 @@ def tile_urls_ours(
     tiles: Sequence[TileRef],
     query: str = "",
     names: Sequence[str] | None = None,
+    versions: dict[str, int] | None = None,
 ) -> list[str]:
-    """GeoShare tile URLs asking for ``names`` (default: every attribute of the tile's layer)."""
+    """GeoShare tile URLs asking for ``names`` (default: every attribute of the tile's layer); with
+    ``versions`` (layer kind -> current version), the versioned URLs of the tile set documents."""
     out = []
     for t in tiles:
         layer = layers[t.kind]
         props = quote(",".join(names or layer.columns), safe=",")
-        out.append(f"{base}/collections/{layer.id}/tiles/{TMS}/{t.z}/{t.y}/{t.x}?properties={props}{query}")
+        v = f"&v={versions[t.kind]}" if versions else ""
+        out.append(
+            f"{base}/collections/{layer.id}/tiles/{TMS}/{t.z}/{t.y}/{t.x}?properties={props}{v}{query}"
+        )
     return out
+
+
+def layer_versions(eng: Engine, layers: dict[str, Any]) -> dict[str, int]:
+    with eng.connect() as conn:
+        return {
+            kind: conn.execute(
+                text("SELECT current_version FROM gs.layer WHERE id = :id"), {"id": layer.id}
+            ).scalar_one()
+            for kind, layer in layers.items()
+        }
 
 
 def tile_urls_tipg(base: str, layers: dict[str, Any], tiles: Sequence[TileRef]) -> list[str]:
@@ -816,7 +833,18 @@ def main() -> None:  # noqa: C901, PLR0915 — one linear script, read top to bo
     slowest = max(range(len(tiles)), key=lambda i: ours_pass[i][0])
     slowest_tipg = max(range(len(tiles)), key=lambda i: tipg_pass[i][0])
 
-    ports = {k: free_port() for k in ("uncached", "cached", "tipg", "bare", "bare_tile", "fastapi")}
+    ports = {k: free_port() for k in ("uncached", "cached", "tipg", "bare", "bare_tile", "fastapi", "front")}
+    # the nginx front (``geoshare serve --front nginx``) before the cached server, with its hit log
+    # ingested into the audit log by that server, as deployed
+    front_cfg = FrontConfig(
+        "127.0.0.1",
+        ports["front"],
+        f"127.0.0.1:{ports['cached']}",
+        Path(tempfile.mkdtemp(prefix="geoshare-front-")),
+        anonymous_per_minute=0,  # rate limits never refusing, as for the app (NO_LIMITS)
+    )
+    front_env = {"GEOSHARE_FRONT_LOG": str(front_cfg.hit_log), "GEOSHARE_FRONT_PID": str(front_cfg.pid_file)}
+    current = layer_versions(eng, layers)
     mean_tile_bytes = round(working_set / len(tiles))
     py = sys.executable
     gs_target = "geoshare.api.app:create_app"
@@ -838,7 +866,7 @@ def main() -> None:  # noqa: C901, PLR0915 — one linear script, read top to bo
         "geoshare_cached": Served(
             "geoshare_cached",
             uvicorn_cmd(py, gs_target, ports["cached"], args.workers, factory=True),
-            geoshare_env(url, cache=True, cache_mb=cache_mb),
+            geoshare_env(url, cache=True, cache_mb=cache_mb) | front_env,
             f"http://127.0.0.1:{ports['cached']}/readyz",
             tile_urls_ours(f"http://127.0.0.1:{ports['cached']}", layers, tiles),
         ),
@@ -848,6 +876,23 @@ def main() -> None:  # noqa: C901, PLR0915 — one linear script, read top to bo
             {},
             "",
             tile_urls_ours(f"http://127.0.0.1:{ports['cached']}", layers, tiles),
+            headers=GZIP,
+            shares="geoshare_cached",
+        ),
+        "geoshare_front": Served(
+            "geoshare_front",
+            [],
+            {},
+            "",
+            tile_urls_ours(f"http://127.0.0.1:{ports['front']}", layers, tiles, versions=current),
+            shares="geoshare_cached",
+        ),
+        "geoshare_front_gzip": Served(
+            "geoshare_front_gzip",
+            [],
+            {},
+            "",
+            tile_urls_ours(f"http://127.0.0.1:{ports['front']}", layers, tiles, versions=current),
             headers=GZIP,
             shares="geoshare_cached",
         ),
@@ -900,6 +945,8 @@ def main() -> None:  # noqa: C901, PLR0915 — one linear script, read top to bo
         "tipg",
         "geoshare_cached",
         "geoshare_cached_gzip",
+        "geoshare_front",
+        "geoshare_front_gzip",
         "bare_uvicorn_20KB",
         "bare_uvicorn_tile_bytes",
         "fastapi_floor_20KB",
@@ -910,6 +957,11 @@ def main() -> None:  # noqa: C901, PLR0915 — one linear script, read top to bo
         cached = servers["geoshare_cached"]
         keep.enter_context(server(cached.cmd, cached.env, cached.ready, timeout=120))
         warm_log.append(warm_cache(cached.urls, variants=({}, GZIP)))
+        front = NginxFront(front_cfg)
+        front.start()
+        keep.callback(front.stop)
+        front_urls = servers["geoshare_front"].urls
+        warm_log.append({"nginx_front": warm_cache(front_urls, passes=1, variants=({}, GZIP))})
         for rnd in range(args.rounds):
             shift = rnd % len(order)
             for name in order[shift:] + order[:shift]:
@@ -957,6 +1009,15 @@ def main() -> None:  # noqa: C901, PLR0915 — one linear script, read top to bo
             "cached_gzip_rps_over_bare_uvicorn": ratio(
                 per["geoshare_cached_gzip"]["rps"], per["bare_uvicorn_20KB"]["rps"]
             ),
+            "front_rps_over_bare_uvicorn": ratio(
+                per["geoshare_front"]["rps"], per["bare_uvicorn_20KB"]["rps"]
+            ),
+            "front_gzip_rps_over_bare_uvicorn": ratio(
+                per["geoshare_front_gzip"]["rps"], per["bare_uvicorn_20KB"]["rps"]
+            ),
+            "front_rps_over_bare_uvicorn_tile_bytes": ratio(
+                per["geoshare_front"]["rps"], per["bare_uvicorn_tile_bytes"]["rps"]
+            ),
             "cached_rps_over_bare_uvicorn_tile_bytes": ratio(
                 per["geoshare_cached"]["rps"], per["bare_uvicorn_tile_bytes"]["rps"]
             ),
@@ -978,6 +1039,14 @@ def main() -> None:  # noqa: C901, PLR0915 — one linear script, read top to bo
             ]
             >= 0.7,
             "cached >= 70% of bare uvicorn (identity, no Accept-Encoding)": r["cached_rps_over_bare_uvicorn"]
+            >= 0.7,
+            "cached behind the nginx front >= 70% of bare uvicorn (gzip)": r[
+                "front_gzip_rps_over_bare_uvicorn"
+            ]
+            >= 0.7,
+            "cached behind the nginx front >= 70% of bare uvicorn (identity)": r[
+                "front_rps_over_bare_uvicorn"
+            ]
             >= 0.7,
         }
     try:
@@ -1026,6 +1095,12 @@ def main() -> None:  # noqa: C901, PLR0915 — one linear script, read top to bo
             "wrk sends no Accept-Encoding, so every tile goes out whole",
             "geoshare_cached_gzip": "the same server and list, wrk sending Accept-Encoding: gzip as browsers "
             "(and MapLibre's fetches in them) do: each worker compresses a tile once and keeps it",
+            "geoshare_front": "nginx (geoshare.front.nginx, `geoshare serve --front nginx`, workers: auto) "
+            "in front of the cached server, asked for the versioned tile URLs clients build from the tile "
+            "set documents (v=<current version>: public, immutable, so nginx keeps them); every tile put in "
+            "its cache first; what it answers itself goes to its hit log, which the cached server's workers "
+            "ingest into the audit log while the runs go on",
+            "geoshare_front_gzip": "the same, wrk sending Accept-Encoding: gzip",
             "bare_uvicorn_tile_bytes": f"the bare app with a {mean_tile_bytes:,}-byte body, the cached "
             "list's mean tile size: what HTTP serving of these bytes costs with no application at all",
             "cache_warm": warm_log,

@@ -43,6 +43,9 @@ class Settings:
     # FastAPI's OpenTelemetry spans and metrics: off unless asked for (its per-request check that no
     # provider is configured costs ~35 µs, a tenth of a cached tile)
     telemetry: bool = False
+    # the nginx front's log of what it answered itself (``front.nginx``): ingested into the audit log
+    front_log: str | None = None
+    front_pid: str | None = None  # nginx's pid file: told to reopen the log once it is rotated
     extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -68,6 +71,8 @@ class Settings:
                 if t.strip()
             ),
             telemetry=os.environ.get("GEOSHARE_TELEMETRY", "").strip().lower() in ("1", "true", "yes", "on"),
+            front_log=os.environ.get("GEOSHARE_FRONT_LOG") or None,
+            front_pid=os.environ.get("GEOSHARE_FRONT_PID") or None,
         )
 
 

@@ -5,4 +5,6 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 export GEOSHARE_DATABASE_URL=${GEOSHARE_DATABASE_URL:-postgresql+psycopg://geoshare:geoshare@127.0.0.1:5432/geoshare}
 .venv/bin/geoshare demo load --if-missing --upgrade
-exec .venv/bin/geoshare serve --host "${GEOSHARE_HOST:-127.0.0.1}" --port "${GEOSHARE_PORT:-8000}" --workers "${GEOSHARE_WORKERS:-2}"
+# GEOSHARE_FRONT=none serves without the nginx front cache
+exec .venv/bin/geoshare serve --host "${GEOSHARE_HOST:-127.0.0.1}" --port "${GEOSHARE_PORT:-8000}" \
+  --workers "${GEOSHARE_WORKERS:-2}" --front "${GEOSHARE_FRONT:-nginx}"

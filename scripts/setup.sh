@@ -15,7 +15,8 @@ DB_PASS=${GEOSHARE_DB_PASSWORD:-geoshare}
 log() { printf '\033[1;34m[setup]\033[0m %s\n' "$*"; }
 
 need=()
-for p in postgresql-$PGVER postgresql-$PGVER-postgis-3 postgresql-contrib; do
+# nginx: the front cache of `geoshare serve --front nginx` (the demo runs it)
+for p in postgresql-$PGVER postgresql-$PGVER-postgis-3 postgresql-contrib nginx; do
   dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
 done
 if [[ $WITH_TEST == 1 ]]; then

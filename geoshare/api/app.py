@@ -13,7 +13,7 @@ from fastapi.middleware.gzip import GZipMiddleware
 from starlette.types import ASGIApp
 
 from geoshare import __version__
-from geoshare.api import audit_middleware, auth, http_policy, problems, tile_fastpath
+from geoshare.api import audit_middleware, auth, front_audit, http_policy, problems, tile_fastpath
 from geoshare.api.routes import (
     admin,
     admin_areas,
@@ -47,7 +47,10 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     geocode_job.recover_stale(app.state.engine)  # jobs of a worker that died are failed, not left running
     geocoding.holder(app.state).warm_up()  # build the address index while the first requests arrive
     layer_cache(app.state)  # start listening for layer changes before the first request
+    front = front_audit.start(app)  # audit what the nginx front answers itself, when there is one
     yield
+    if front is not None:
+        front.close()
     layer_cache(app.state).stop()
     if getattr(app.state, "async_pool", None) is not None:
         await app.state.async_pool.close()

@@ -23,13 +23,13 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, MutableMapping
 from typing import Any
 from urllib.parse import parse_qsl
 
 import anyio.to_thread
 from fastapi import FastAPI
-from starlette.routing import Match
+from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from geoshare.access import keys
@@ -152,9 +152,20 @@ def runtime(app: FastAPI) -> Runtime:
     return rt
 
 
+def leaf_routes(routes: Iterable[BaseRoute]) -> Iterator[BaseRoute]:
+    """The app's routes in routing order, with routers included without a prefix opened up (FastAPI
+    0.12x+ keeps an included router as one route whose ``matches`` names no template)."""
+    for route in routes:
+        included = getattr(route, "original_router", None)
+        if included is not None and not getattr(getattr(route, "include_context", None), "prefix", ""):
+            yield from leaf_routes(included.routes)
+        else:
+            yield route
+
+
 def _route_of(app: FastAPI, scope: Scope) -> tuple[str | None, dict[str, Any]]:
     """Template and path parameters for a request refused before routing (429s only)."""
-    for route in app.router.routes:
+    for route in leaf_routes(app.router.routes):
         match, child = route.matches(scope)
         if match is Match.FULL:
             return getattr(route, "path", None), child.get("path_params", {})
