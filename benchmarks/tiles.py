@@ -38,6 +38,7 @@ import logging
 import math
 import os
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -958,6 +959,7 @@ def main() -> None:  # noqa: C901, PLR0915 — one linear script, read top to bo
         keep.enter_context(server(cached.cmd, cached.env, cached.ready, timeout=120))
         warm_log.append(warm_cache(cached.urls, variants=({}, GZIP)))
         front = NginxFront(front_cfg)
+        keep.callback(shutil.rmtree, front_cfg.root, ignore_errors=True)  # its cache and hit logs
         front.start()
         keep.callback(front.stop)
         front_urls = servers["geoshare_front"].urls

@@ -9,6 +9,7 @@ Skipped, saying so, where nginx is not installed (``scripts/setup.sh`` installs 
 
 from __future__ import annotations
 
+import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -118,6 +119,17 @@ def test_the_configuration_keeps_only_what_the_app_shares(tmp_path: Path) -> Non
     assert str(tmp_path.resolve()) in conf and "/var/" not in conf  # nothing of the system's
     unlimited = render(FrontConfig("127.0.0.1", 8000, "127.0.0.1:8001", tmp_path, anonymous_per_minute=0))
     assert "limit_req" not in unlimited.replace("limit_req_status", "")
+
+
+def test_a_taken_port_is_refused_not_shared(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        front = NginxFront(FrontConfig("127.0.0.1", port, "127.0.0.1:1", tmp_path))
+        with pytest.raises(RuntimeError, match="is taken"):
+            front.start()
+    assert front.process is None
 
 
 def test_versioned_public_tiles_are_served_by_the_front(front: Front) -> None:

@@ -202,6 +202,7 @@ class NginxFront:
 
     def start(self, ready_timeout: float = 10.0) -> None:
         _stop_leftover(self.cfg.pid_file)
+        _port_free(self.cfg.listen_host, self.cfg.listen_port)
         write(self.cfg)
         check(self.cfg, self.binary)
         root = str(self.cfg.root.resolve())
@@ -255,6 +256,17 @@ def _stop_leftover(pid_file: Path, timeout: float = 10.0) -> None:
         except OSError:
             return
         time.sleep(0.05)
+
+
+def _port_free(host: str, port: int) -> None:
+    """nginx listens with SO_REUSEPORT (connections spread over its workers by the kernel), which
+    would let it share a port silently with another server doing the same: refuse a taken port."""
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError as exc:
+            raise RuntimeError(f"{host}:{port} is taken ({exc.strerror}): stop what serves it first") from exc
 
 
 def _connect_host(host: str) -> str:
