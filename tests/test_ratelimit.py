@@ -202,7 +202,7 @@ def test_failed_authentications_from_one_key_count_too(client: TestClient) -> No
 
 
 def test_anonymous_limit_is_per_address(
-    world: dict[str, Any], settings: Settings, monkeypatch: pytest.MonkeyPatch
+    world: dict[str, Any], settings: Settings, monkeypatch: pytest.MonkeyPatch, engine: Engine
 ) -> None:
     with TestClient(
         audited_app(with_knobs(settings, monkeypatch, rate_limit_anonymous_per_minute="5"))
@@ -210,6 +210,15 @@ def test_anonymous_limit_is_per_address(
         assert statuses(client, 5) == [200] * 5
         assert_429(client.get(URL), 12)
         assert statuses(client, 2, world["free"][1]) == [200, 200]  # keys have their own buckets
+        # a refusal before routing is still audited under its route's template and layer
+        flush(client)
+        mark = last_id(engine)
+        assert_429(client.get("/collections/rl_any/items"), 12)
+        flush(client)
+        refused = [r for r in rows_after(engine, mark) if r["status"] == 429]
+        assert [(r["endpoint"], r["layer_id"]) for r in refused] == [
+            ("/collections/{collection_id}/items", "rl_any")
+        ]
 
 
 def test_limiter_forgets_idle_callers() -> None:
