@@ -5,9 +5,7 @@ apart. The front caches tile paths only, so only tile routes are matched."""
 
 from __future__ import annotations
 
-import os
 import re
-import signal
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -18,6 +16,7 @@ from fastapi import FastAPI
 from geoshare.access.audit import TallyKey
 from geoshare.access.front_log import FrontHit, FrontLogFollower, Rotation
 from geoshare.api.audit_middleware import Runtime, audit_key, leaf_routes, runtime
+from geoshare.front.nginx import reopen_logs
 
 #: the hit log is rotated (renamed to ``.1``, nginx told to reopen) once read this far
 ROTATE_BYTES = 64 * 1024**2
@@ -45,15 +44,6 @@ def key_maker(app: FastAPI, rt: Runtime) -> Callable[[FrontHit], TallyKey]:
     return key_for
 
 
-def _reopen(pid_file: Path) -> None:
-    """nginx reopens its logs on SIGUSR1 (what logrotate's nginx script sends)."""
-    try:
-        pid = int(pid_file.read_text().strip())
-    except ValueError as exc:
-        raise OSError(f"no process number in {pid_file}") from exc
-    os.kill(pid, signal.SIGUSR1)
-
-
 def start(app: FastAPI) -> FrontLogFollower | None:
     """Follow the front's hit log when the settings name one and auditing is on."""
     path = getattr(app.state.settings, "front_log", None)
@@ -61,7 +51,7 @@ def start(app: FastAPI) -> FrontLogFollower | None:
     if not path or not rt.config.enabled:
         return None
     pid_file = getattr(app.state.settings, "front_pid", None)
-    rotate = Rotation(ROTATE_BYTES, partial(_reopen, Path(pid_file))) if pid_file else None
+    rotate = Rotation(ROTATE_BYTES, partial(reopen_logs, Path(pid_file))) if pid_file else None
     follower = FrontLogFollower(app.state.engine, path, key_maker(app, rt), rt.config.timezone, rotate=rotate)
     follower.start()
     return follower

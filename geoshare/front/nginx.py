@@ -195,7 +195,7 @@ class NginxFront:
     def __init__(self, cfg: FrontConfig, binary: str | None = None) -> None:
         found = binary or nginx_binary()
         if found is None:
-            raise RuntimeError("nginx is not installed (Debian: apt-get install nginx-light)")
+            raise RuntimeError("nginx is not installed (Debian: apt-get install nginx)")
         self.cfg = cfg
         self.binary = found
         self.process: subprocess.Popen[bytes] | None = None
@@ -239,16 +239,34 @@ def _die_with_parent() -> None:
         ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
-def _stop_leftover(pid_file: Path, timeout: float = 10.0) -> None:
-    """A previous run's nginx still holding the port (its parent was killed before it could stop it)."""
+def running_pid(pid_file: Path) -> int | None:
+    """The nginx master named by ``pid_file``, if it still runs; None for a missing or stale file (a
+    number the kernel has since given to another process must never be signalled)."""
     try:
         pid = int(pid_file.read_text().strip())
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-        if b"nginx" not in cmdline or str(pid_file.parent.resolve()).encode() not in cmdline:
-            return  # a stale file, its number reused by another process
-        os.kill(pid, signal.SIGQUIT)
     except (OSError, ValueError):
+        return None
+    if b"nginx" not in cmdline or str(pid_file.parent.resolve()).encode() not in cmdline:
+        return None
+    return pid
+
+
+def reopen_logs(pid_file: Path) -> None:
+    """nginx reopens its logs on SIGUSR1 (what logrotate's nginx script sends)."""
+    pid = running_pid(pid_file)
+    if pid is None:
+        raise OSError(f"no running nginx named in {pid_file}")
+    os.kill(pid, signal.SIGUSR1)
+
+
+def _stop_leftover(pid_file: Path, timeout: float = 10.0) -> None:
+    """A previous run's nginx still holding the port (its parent was killed before it could stop it)."""
+    pid = running_pid(pid_file)
+    if pid is None:
         return
+    with contextlib.suppress(OSError):
+        os.kill(pid, signal.SIGQUIT)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
