@@ -25,10 +25,11 @@ from e2e.conftest import _free_port, _Server
 from layer_factory import make_layer
 from shapely.geometry import Point
 from sqlalchemy import Engine, text
+from test_audit import last_id
 
 from geoshare.access.store import create_key
 from geoshare.api.routes.tiles import TILE_PATH
-from geoshare.front.nginx import FrontConfig, NginxFront, nginx_binary, render
+from geoshare.front.nginx import FrontConfig, NginxFront, nginx_binary, render, reopen_logs
 from geoshare.services.layer_cache import layer_cache
 from geoshare.settings import Settings
 
@@ -227,22 +228,14 @@ def audited(engine: Engine, mark: int, layer: str) -> list[dict[str, Any]]:
 
 
 def test_front_answers_are_audited(front: Front, engine: Engine) -> None:
-    with engine.connect() as conn:
-        mark = conn.execute(text("SELECT coalesce(max(id), 0) FROM gs.audit_log")).scalar_one()
+    mark = last_id(engine)
     path = versioned(front, AUDITED, 13)
     first = front.get(path)
     hits = [front.get(path) for _ in range(5)]
     head = front.http.head(path)
     assert [r.headers["x-cache"] for r in [*hits, head]] == ["HIT"] * 6
 
-    def rows() -> list[dict[str, Any]]:
-        return [r for r in audited(engine, mark, AUDITED) if r["endpoint"] == TILE_PATH]
-
-    deadline = time.monotonic() + 15
-    while sum(r["requests"] for r in rows()) < 7 and time.monotonic() < deadline:
-        time.sleep(0.2)  # nginx writes its log each second; the app ingests it each second
-    time.sleep(1.5)  # and nothing more comes
-    found = rows()
+    found = tile_rows(engine, mark, AUDITED, 7)
     gets = [r for r in found if r["method"] == "GET" and r["status"] == 200]
     heads = [r for r in found if r["method"] == "HEAD"]
     assert sum(r["requests"] for r in gets) == 6  # the app's miss and the front's five hits
@@ -254,32 +247,31 @@ def test_front_answers_are_audited(front: Front, engine: Engine) -> None:
     assert all(r["key_prefix"] is None for r in found)
 
 
-def wait_for_requests(engine: Engine, mark: int, layer: str, expected: int) -> int:
+def tile_rows(engine: Engine, mark: int, layer: str, expected: int) -> list[dict[str, Any]]:
+    """The layer's tile rows audited after ``mark``, once they stand for ``expected`` requests (or
+    15 s have passed) and nothing more has come for 1.5 s."""
     deadline = time.monotonic() + 15
     while True:  # nginx writes its log each second; the app ingests it each second
-        found = sum(r["requests"] for r in audited(engine, mark, layer) if r["endpoint"] == TILE_PATH)
-        if found >= expected or time.monotonic() > deadline:
+        rows = [r for r in audited(engine, mark, layer) if r["endpoint"] == TILE_PATH]
+        if sum(r["requests"] for r in rows) >= expected or time.monotonic() > deadline:
             time.sleep(1.5)  # and nothing more comes
-            return sum(r["requests"] for r in audited(engine, mark, layer) if r["endpoint"] == TILE_PATH)
+            return [r for r in audited(engine, mark, layer) if r["endpoint"] == TILE_PATH]
         time.sleep(0.2)
 
 
 def test_a_rotated_hit_log_loses_nothing(front: Front, engine: Engine, tmp_path: Path) -> None:
-    from geoshare.api.front_audit import _reopen
-
-    with engine.connect() as conn:
-        mark = conn.execute(text("SELECT coalesce(max(id), 0) FROM gs.audit_log")).scalar_one()
+    mark = last_id(engine)
     path = versioned(front, ROTATED, 14)
     front.get(path)  # the miss, audited by the app
     assert [front.get(path).headers["x-cache"] for _ in range(2)] == ["HIT", "HIT"]
     front.hit_log.rename(f"{front.hit_log}.1")  # as the follower rotates it (or logrotate)
-    _reopen(front.nginx.cfg.pid_file)  # nginx's SIGUSR1: it reopens the log under its name
+    reopen_logs(front.nginx.cfg.pid_file)  # nginx's SIGUSR1: it reopens the log under its name
     deadline = time.monotonic() + 5
     while not front.hit_log.exists() and time.monotonic() < deadline:
         time.sleep(0.05)
     assert front.hit_log.exists(), "nginx did not reopen its log"
     assert [front.get(path).headers["x-cache"] for _ in range(3)] == ["HIT"] * 3
-    assert wait_for_requests(engine, mark, ROTATED, 6) == 6
+    assert sum(r["requests"] for r in tile_rows(engine, mark, ROTATED, 6)) == 6
     assert ROTATED in front.hit_log.read_text()  # the last three went to the new file
 
 
