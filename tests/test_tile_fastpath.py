@@ -237,7 +237,7 @@ def test_hits_are_audited_as_before(
         assert (ok.status_code, revalidated.status_code) == (200, 304)
         if client is fast:
             assert len(seen) == before
-        assert flush(client) >= 2
+        flush(client)  # the writer thread may have written some already: all are in once it returns
         rows = rows_after(engine, mark)
         assert len(rows) == 2
         records.append([{k: r[k] for k in AUDITED} for r in rows])
