@@ -111,8 +111,13 @@ def world(engine: Engine) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def client(world: dict[str, str], settings: Settings) -> Iterator[TestClient]:
-    with TestClient(audited_app(settings)) as c:
-        yield c
+    # the writer flushes only when a test asks: its thread's own flush each second could take rows
+    # between a test's requests and its ``flush``
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("GEOSHARE_AUDIT_FLUSH_SECONDS", "3600")
+        with TestClient(audited_app(settings)) as c:
+            assert c.app.state.audit.writer.config.flush_seconds == 3600  # type: ignore[attr-defined]
+            yield c
 
 
 def test_reads_are_recorded_with_route_layer_principal_and_counts(
