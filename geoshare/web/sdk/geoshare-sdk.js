@@ -2,7 +2,7 @@
  * GeoShare JavaScript SDK __GEOSHARE_VERSION__ (Apache-2.0).
  * Served at /sdk/geoshare.js right after MapLibre GL JS (BSD-3-Clause, see /static/vendor/), so one
  * script tag gives both `maplibregl` and `GeoShare`:
- *   GeoShare.map(element, {key, layers, basemap, center, zoom})  -> maplibregl.Map
+ *   GeoShare.map(element, {key, layers, basemap, center, zoom, fadeDuration})  -> maplibregl.Map
  *   GeoShare.geocode(address)                                     -> Promise of the /geocode answer
  *   GeoShare.reverse(lon, lat)                                    -> Promise of the /geocode/reverse answer
  */
@@ -277,6 +277,9 @@
       zoom: options.zoom != null ? options.zoom : 10,
       hash: !!options.hash,
       localIdeographFontFamily: CJK_FONTS,
+      // labels appear at once: each fade frame is a full redraw, and desktops without a GPU (virtual
+      // desktops are common in government offices) draw those on the CPU; pass 300 for MapLibre's fade
+      fadeDuration: options.fadeDuration != null ? options.fadeDuration : 0,
       attributionControl: { compact: true },
       transformRequest: function (url) {
         if (!ownUrl(url)) return { url: url };
