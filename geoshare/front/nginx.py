@@ -97,8 +97,12 @@ http {{
     default_type application/octet-stream;
     access_log off;
     server_tokens off;
-    # measured: sendfile from the cache over loopback in this kind of VM is 30x slower than reads
-    sendfile off;
+    # cached tiles go out by sendfile from descriptors kept open: measured on 2,000 cached tiles at 8
+    # connections, 0.77 of bare uvicorn's 20 KB rate against 0.60 with reads through 32 KB buffers
+    # and a file opened per hit (the tiles are immutable per URL, so a kept descriptor is never stale);
+    # tcp_nopush is left off: with sendfile over loopback it was 10x slower
+    sendfile on;
+    open_file_cache max=20000 inactive=60s;
     keepalive_requests 100000;
     client_body_temp_path {root}/tmp/body;
     proxy_temp_path {root}/tmp/proxy;
