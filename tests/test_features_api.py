@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -82,6 +83,17 @@ def test_landing_and_conformance(client: Any) -> None:
     assert any(c.endswith("ogcapi-features-2/1.0/conf/crs") for c in classes)
     assert any(c.endswith("cql2/1.0/conf/cql2-json") for c in classes)
     assert client.get("/api").status_code == 200
+
+
+def test_openapi_operations_have_their_own_ids(client: Any) -> None:
+    """Client generators name a method after each operationId: one shared by two is a broken SDK."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # FastAPI warns of a duplicate as it builds the document
+        spec = client.get("/api").json()
+    ids = [op["operationId"] for ops in spec["paths"].values() for op in ops.values() if "operationId" in op]
+    assert len(ids) == len(set(ids)) > 50
+    tile = spec["paths"]["/collections/{collection_id}/tiles/{tms_id}/{tile_matrix}/{tile_row}/{tile_col}"]
+    assert {"get", "head"} <= set(tile)
 
 
 def test_collections_describe_layer(client: Any, shelters: str) -> None:

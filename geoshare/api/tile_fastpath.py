@@ -49,7 +49,7 @@ from geoshare.access import keys
 from geoshare.access.audit import TallyKey
 from geoshare.access.identity import Principal
 from geoshare.api import http_policy
-from geoshare.api.audit_middleware import ADMITTED, account, audit_key
+from geoshare.api.audit_middleware import ADMITTED, account, audit_key, leaf_routes
 from geoshare.api.auth import ANONYMOUS, KEY_PARAM, reused_principal
 from geoshare.api.routes import tiles
 from geoshare.services.layer_cache import layer_cache
@@ -215,11 +215,18 @@ class TileFastPath:
         return None if data is None else (200, data, plan.headers)
 
     def _learn(self, scope: Scope) -> None:
-        """Take the route (and its methods) from a request the app itself routed to the tile
-        endpoint; a differently mounted route (another template) leaves the fast path off."""
+        """Take the route from a request the app itself routed to the tile endpoint, and the methods
+        of every route it has to that endpoint (GET and HEAD are two routes); a differently mounted
+        route (another template) leaves the fast path off."""
         route = scope.get("route")
         if getattr(route, "path", None) == tiles.TILE_PATH:
-            self.methods = frozenset(getattr(route, "methods", None) or ()) & {"GET", "HEAD"}
+            methods = {
+                method
+                for r in leaf_routes(scope["app"].router.routes)
+                if getattr(r, "endpoint", None) is tiles.tile and getattr(r, "path", None) == tiles.TILE_PATH
+                for method in getattr(r, "methods", None) or ()
+            }
+            self.methods = frozenset(methods) & {"GET", "HEAD"}
             self.route = route
 
     @staticmethod

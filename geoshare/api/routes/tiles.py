@@ -50,6 +50,10 @@ SHAPING_PARAMS = ("properties", "filter", "filter-lang", "filter-crs", "datetime
 TILE_PARAMS = frozenset({*SHAPING_PARAMS, "v", "f", KEY_PARAM})
 TILESET_PARAMS = frozenset({*SHAPING_PARAMS, "f", KEY_PARAM})
 TILE_PATH = "/collections/{collection_id}/tiles/{tms_id}/{tile_matrix}/{tile_row}/{tile_col}"
+TILE_DESCRIPTION = (
+    "Parameters: properties, filter, filter-lang, filter-crs, datetime as for /items; v (the layer "
+    "version the tile URL was built for: a current v makes the response immutable)."
+)
 _ATTR_JSON_TYPES = {
     "string": "string",
     "integer": "integer",
@@ -214,14 +218,18 @@ def memory_answer(
     return None if data is None else (200, data, headers)
 
 
-@router.api_route(
+@router.get(
     TILE_PATH,
-    methods=["GET", "HEAD"],  # HEAD: caches and clients checking a tile's ETag without its body
     summary="A vector tile (MVT)",
-    description="Parameters: properties, filter, filter-lang, filter-crs, datetime as for /items; v (the "
-    "layer version the tile URL was built for: a current v makes the response immutable).",
+    description=TILE_DESCRIPTION,
     response_class=Response,
     responses={200: {"content": {MVT: {}}}},
+)
+@router.head(  # its own route, so the two operations have their own ids in the OpenAPI document
+    TILE_PATH,
+    summary="A vector tile's headers (ETag, Cache-Control, size) without its body",
+    description=TILE_DESCRIPTION,
+    response_class=Response,
 )
 async def tile(
     collection_id: str,
