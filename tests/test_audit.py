@@ -38,13 +38,10 @@ def audited_app(settings: Settings) -> FastAPI:
     """The real app with the audit middleware and the usage routes (added here until app.py has them),
     plus two probe routes that publish a result count the two supported ways."""
     from geoshare.api.app import create_app
-    from geoshare.api.routes import usage
 
     app = create_app(settings)
     if not any(m.cls is audit_middleware.AuditMiddleware for m in app.user_middleware):
         audit_middleware.install(app)
-    if not any(getattr(r, "path", None) == "/usage" for r in app.routes):
-        app.include_router(usage.router)
 
     @app.get("/_probe/state-count")
     def state_count(request: Request) -> dict[str, int]:

@@ -257,12 +257,8 @@ def test_excel_unicode_text_export(index: AddressIndex, table: pd.DataFrame) -> 
 @pytest.fixture(scope="module")
 def api(address_db: Engine, settings: Settings) -> Iterator[TestClient]:
     from geoshare.api.app import create_app
-    from geoshare.api.routes import jobs
 
-    app = create_app(settings)
-    if not any(getattr(r, "path", None) == "/jobs/{job_id}" for r in app.routes):
-        app.include_router(jobs.router)  # until the lead registers it in create_app
-    with TestClient(app) as c:
+    with TestClient(create_app(settings)) as c:
         yield c
 
 

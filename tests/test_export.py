@@ -30,7 +30,6 @@ from shapely.geometry import Point, Polygon, box
 from sqlalchemy import Engine, text
 
 from geoshare.access.store import create_key
-from geoshare.api.routes import export as export_routes
 from geoshare.settings import Settings
 from layers import export
 from layers.crs import wgs84_to_gcj02
@@ -119,10 +118,7 @@ def keys(engine: Engine) -> dict[str, str]:
 def client(keys: dict[str, str], settings: Settings) -> Iterator[TestClient]:
     from geoshare.api.app import create_app
 
-    app = create_app(settings)
-    if not any(getattr(r, "path", "") == "/layers/{layer_id}/export" for r in app.routes):
-        app.include_router(export_routes.router)  # until the router is registered in create_app
-    with TestClient(app) as c:
+    with TestClient(create_app(settings)) as c:
         yield c
 
 

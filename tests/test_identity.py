@@ -19,7 +19,6 @@ from waiting import status_within
 from geoshare.access import keys, store
 from geoshare.access.identity import Forbidden, Principal, Unauthenticated, authenticate
 from geoshare.api.auth import RedactKeys, redact_text
-from geoshare.api.routes import admin
 from geoshare.settings import Settings
 
 IT, SCJ, EDU = "zwsjj", "scjgj", "edu"
@@ -29,10 +28,7 @@ def _app(settings: Settings) -> FastAPI:
     """The whole app, with the admin router included if ``create_app`` does not register it yet."""
     from geoshare.api.app import create_app
 
-    app = create_app(settings)
-    if not any(getattr(r, "path", "") == "/admin/keys" for r in app.routes):
-        app.include_router(admin.router)
-    return app
+    return create_app(settings)
 
 
 @pytest.fixture

@@ -68,12 +68,8 @@ def departments(db: Engine) -> Engine:
 @pytest.fixture
 def api(departments: Engine, img_settings: Settings) -> Iterator[TestClient]:
     from geoshare.api.app import create_app
-    from geoshare.api.routes import imagery
 
-    app = create_app(img_settings)
-    if not any(getattr(r, "path", None) == "/imagery" for r in app.routes):
-        app.include_router(imagery.router)  # until app.py registers it
-    with TestClient(app) as c:
+    with TestClient(create_app(img_settings)) as c:
         yield c
 
 

@@ -24,12 +24,8 @@ N = 240
 
 def _app_client(settings: Settings) -> TestClient:
     from geoshare.api.app import create_app
-    from geoshare.api.routes import tiles
 
-    app = create_app(settings)
-    if not any(getattr(r, "path", "").startswith("/tileMatrixSets") for r in app.routes):
-        app.include_router(tiles.router)  # until the lead registers the router in the app factory
-    return TestClient(app)
+    return TestClient(create_app(settings))
 
 
 @pytest.fixture
