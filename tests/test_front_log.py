@@ -6,6 +6,7 @@ and the follower thread ingests on its own, flushes on close and survives a dead
 from __future__ import annotations
 
 import logging
+import os
 import re
 import threading
 import time
@@ -64,6 +65,12 @@ def line(
 def append(path: Path, *lines: str) -> None:
     with path.open("a", encoding="utf-8") as f:
         f.write("".join(lines))
+
+
+def quiet(path: Path | str) -> None:
+    """As if nothing had been written to ``path`` for a minute: past the rotated log's settling."""
+    then = time.time() - 60
+    os.utime(path, (then, then))
 
 
 def mark(engine: Engine) -> int:
@@ -208,6 +215,7 @@ def test_rotation_finishes_the_old_file_then_reads_the_new_from_the_start(
     log_file.rename(f"{log_file}.1")
     append(log_file, line(3, size=7), line(4, size=7), line(5, size=7))  # nginx reopened: a new inode
     assert ingest_once(world, str(log_file), key_for, TZ) == 1  # the rest of the rotated file first
+    quiet(f"{log_file}.1")
     assert ingest_once(world, str(log_file), key_for, TZ) == 3
     assert ingest_once(world, str(log_file), key_for, TZ) == 0
     assert [r["bytes"] for r in rows_after(world, since)] == [2000, 5, 21]
@@ -242,7 +250,9 @@ def test_a_log_read_this_far_is_rotated_and_nothing_is_lost(world: Engine, log_f
     assert reopened == [1] and Path(f"{log_file}.1").exists()
     append(Path(f"{log_file}.1"), line(4))  # a worker still writing the old file before it reopens
     append(log_file, line(5), line(6))
-    for _ in range(3):
+    assert ingest(world, str(log_file), key_for, TZ, rotate=rotate).hits == 1
+    quiet(f"{log_file}.1")
+    for _ in range(2):
         ingest(world, str(log_file), key_for, TZ, rotate=rotate)
     assert requests_after(world, since) == 7  # every line once: the old file's rest, then the new
     assert reopened == [1]  # the new file is not far enough to rotate again
@@ -253,9 +263,39 @@ def test_a_log_read_this_far_is_rotated_and_nothing_is_lost(world: Engine, log_f
     log_file.rename(f"{log_file}.1")  # rotated by someone else, the cursor still in the old file
     append(log_file, line(12))
     assert not rotate.maybe(str(log_file), cursor_inode, 10**9)
-    for _ in range(3):
+    assert ingest(world, str(log_file), key_for, TZ).hits == 5  # the old file's rest
+    quiet(f"{log_file}.1")
+    for _ in range(2):
         ingest(world, str(log_file), key_for, TZ)
     assert requests_after(world, since) == 13
+
+
+def test_lines_flushed_late_to_a_rotated_log_are_not_lost(world: Engine, log_file: Path) -> None:
+    since = mark(world)
+    rotated = Path(f"{log_file}.1")
+    append(log_file, line(0))
+    assert ingest_once(world, str(log_file), key_for, TZ) == 1
+    log_file.rename(rotated)
+    append(log_file, line(1))  # nginx reopened its log: a new file
+    assert ingest_once(world, str(log_file), key_for, TZ) == 0  # the old one was written just now
+    append(rotated, line(2))  # a worker flushing its buffer to the old file before it reopens
+    assert ingest_once(world, str(log_file), key_for, TZ) == 1
+    assert ingest_once(world, str(log_file), key_for, TZ) == 0  # still waiting on the old file
+    quiet(rotated)
+    assert ingest_once(world, str(log_file), key_for, TZ) == 1  # quiet: on to the new file
+    assert requests_after(world, since) == 3
+
+    # a partial line at the end of a rotated file holds the cursor only until the file is quiet
+    append(log_file, line(3))
+    with log_file.open("a") as f:
+        f.write(line(4)[:20])  # nginx died mid-line
+    assert ingest_once(world, str(log_file), key_for, TZ) == 1
+    log_file.rename(rotated)
+    append(log_file, line(5))
+    assert ingest_once(world, str(log_file), key_for, TZ) == 0
+    quiet(rotated)
+    assert ingest_once(world, str(log_file), key_for, TZ) == 1
+    assert requests_after(world, since) == 5
 
 
 def test_malformed_lines_and_declined_hits_are_skipped_and_counted(world: Engine, log_file: Path) -> None:

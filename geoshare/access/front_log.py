@@ -31,6 +31,7 @@ from geoshare.access.audit import Access, TallyKey, write_batch
 log = logging.getLogger("geoshare.audit.front")
 
 CHUNK = 8 << 20  # bytes read per round at most: memory stays bounded however far behind we are
+ROTATED_SETTLE_SECONDS = 5.0  # a rotated log unwritten this long is done with (nginx flushes each 1 s)
 KeyFor = Callable[["FrontHit"], TallyKey | None]
 
 
@@ -100,6 +101,7 @@ class Read(NamedTuple):
     inode: int  # the cursor after them
     position: int
     more: bool  # a full chunk was read, or the rest of a rotated file: read again right away
+    settling: bool = False  # the cursor waits on a rotated file written to moments ago
 
 
 def _whole_lines(data: bytes, limit: int) -> tuple[list[bytes], int]:
@@ -117,8 +119,10 @@ def read_lines(path: str, inode: int, position: int, limit: int = CHUNK) -> Read
 
     A missing file reads nothing (nginx has not written yet, or is between rotation and reopen). A
     different inode means the file was rotated: the rest of the old file is still read first when it
-    sits at ``path.1`` (logrotate's name), then the new one from 0. A file shorter than the position
-    was truncated in place (copytruncate) and is read from 0.
+    sits at ``path.1`` (logrotate's name), and the cursor stays on it until it has been quiet for
+    ``ROTATED_SETTLE_SECONDS`` (an nginx worker flushes its buffered lines to the old file until it
+    has reopened the log); then the new one is read from 0. A file shorter than the position was
+    truncated in place (copytruncate) and is read from 0.
     """
     try:
         f = open(path, "rb")  # noqa: SIM115 - closed below, after the fstat
@@ -128,9 +132,11 @@ def read_lines(path: str, inode: int, position: int, limit: int = CHUNK) -> Read
         st = os.fstat(f.fileno())
         if _inode(st) != inode:
             rest = _rotated_rest(path + ".1", inode, position, limit)
-            if rest:
+            if rest is not None:
                 lines, taken = rest
-                return Read(lines, inode, position + taken, True)
+                if taken:
+                    return Read(lines, inode, position + taken, True)
+                return Read([], inode, position, False, settling=True)  # may still be written to
             inode, position = _inode(st), 0
         elif st.st_size < position:
             position = 0
@@ -142,17 +148,22 @@ def read_lines(path: str, inode: int, position: int, limit: int = CHUNK) -> Read
 
 def _rotated_rest(path: str, inode: int, position: int, limit: int) -> tuple[list[bytes], int] | None:
     """The whole lines after ``position`` of the rotated file at ``path`` if it is the one the cursor
-    follows, else None."""
+    follows and it has been written to lately or has lines left (maybe none yet: a partial line);
+    None when the cursor is done with it."""
     try:
         with open(path, "rb") as f:
             st = os.fstat(f.fileno())
-            if _inode(st) != inode or st.st_size <= position:
+            if _inode(st) != inode:
                 return None
-            f.seek(position)
-            lines, taken = _whole_lines(f.read(limit), limit)
+            if st.st_size > position:
+                f.seek(position)
+                lines, taken = _whole_lines(f.read(limit), limit)
+                if taken:
+                    return lines, taken
     except OSError:
         return None
-    return (lines, taken) if taken else None
+    # read through (a partial last line is never finished once nginx has reopened its log)
+    return None if time.time() - st.st_mtime >= ROTATED_SETTLE_SECONDS else ([], 0)
 
 
 # -- ingesting -----------------------------------------------------------------------------------------
@@ -173,6 +184,7 @@ class Ingested(NamedTuple):
     malformed: int  # lines that did not parse
     skipped: int  # lines ``key_for`` declined
     more: bool  # there is more to read right away (see ``Read``)
+    settling: bool = False  # the cursor waits on a rotated file (see ``Read``): look again next round
 
 
 def ingest(
@@ -194,7 +206,7 @@ def ingest(
         if (read.inode, read.position) == (inode, position):
             if rotate is not None and not read.more:
                 rotate.maybe(path, inode, position)
-            return Ingested(0, 0, 0, False)
+            return Ingested(0, 0, 0, False, read.settling)
         tallies: dict[TallyKey, list[Any]] = {}  # key -> [first ts, requests, bytes, items, seconds]
         malformed = skipped = 0
         for line in read.lines:
@@ -329,7 +341,7 @@ class FrontLogFollower:
                     self.malformed += result.malformed
                     self._warn("front log %s: %d malformed lines skipped so far", self.path, self.malformed)
                 if not result.more:
-                    self._seen = seen
+                    self._seen = None if result.settling else seen
                     return written
 
     def _warn(self, message: str, *args: object) -> None:
