@@ -6,7 +6,8 @@
 Three layers published through the real publish path (1,000,000 points, 200,000 street-like lines,
 300,000 building-like polygons over Beijing), a fixed list of ~2,000 distinct tiles at z10–16 that
 hold data, and five things driven with the same list at 2 and 8 connections, alternating per round
-(each figure right beside the ceiling it is divided by, so the machine's drifting load falls on both):
+(each target's figure right beside the ceiling it is divided by, so the machine's drifting load
+falls on both):
 
 * GeoShare uncached (tile cache off; storage as deployed, so the dense tiles come from each version's
   pre-rendered tile pyramid and the rest are cut per request) and tipg, 2 uvicorn workers each, wrk
@@ -942,8 +943,9 @@ def main() -> None:  # noqa: C901, PLR0915 — one linear script, read top to bo
             flush=True,
         )
 
-    # each figure measured right beside the one it is divided by (the machine's load drifts over a
-    # round); the groups, not the figures, take turns at going first
+    # each target's figures measured one right after the other: uncached beside its SQL ceiling, the
+    # front beside bare uvicorn (the machine's load drifts over a round); the groups, not the
+    # figures, take turns at going first
     groups = [
         ["geoshare_uncached", "sql_ceiling_geoshare"],
         ["tipg", "sql_ceiling_tipg"],
