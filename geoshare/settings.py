@@ -19,6 +19,13 @@ def _int(name: str, default: int) -> int:
         raise ValueError(f"{name} must be an integer, got {raw!r}") from exc
 
 
+def _list(name: str, default: tuple[str, ...] = ()) -> tuple[str, ...]:
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    return tuple(t.strip() for t in raw.split(",") if t.strip())
+
+
 _PYRAMID_TMS = ("WebMercatorQuad", "CGCS2000Quad")
 
 
@@ -46,6 +53,11 @@ class Settings:
     # the nginx front's log of what it answered itself (``front.nginx``): ingested into the audit log
     front_log: str | None = None
     front_pid: str | None = None  # nginx's pid file: told to reopen the log once it is rotated
+    # the front's gate directory (``front.gate``): what nginx may still answer from its cache
+    front_gate: str | None = None
+    # addresses (or CIDR ranges) of proxies in front of GeoShare whose X-Forwarded-For is believed;
+    # nobody else's is (a client could name any address in it)
+    trusted_proxies: tuple[str, ...] = ()
     extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -65,14 +77,12 @@ class Settings:
             imagery_dir=os.environ.get("GEOSHARE_IMAGERY_DIR") or "data/imagery",
             tile_pyramid_min_features=_int("GEOSHARE_TILE_PYRAMID_MIN_FEATURES", 1_000),
             tile_pyramid_max_zoom=_int("GEOSHARE_TILE_PYRAMID_MAX_ZOOM", 16),
-            tile_pyramid_tms=tuple(
-                t.strip()
-                for t in os.environ.get("GEOSHARE_TILE_PYRAMID_TMS", ",".join(_PYRAMID_TMS)).split(",")
-                if t.strip()
-            ),
+            tile_pyramid_tms=_list("GEOSHARE_TILE_PYRAMID_TMS", _PYRAMID_TMS),
             telemetry=os.environ.get("GEOSHARE_TELEMETRY", "").strip().lower() in ("1", "true", "yes", "on"),
             front_log=os.environ.get("GEOSHARE_FRONT_LOG") or None,
             front_pid=os.environ.get("GEOSHARE_FRONT_PID") or None,
+            front_gate=os.environ.get("GEOSHARE_FRONT_GATE") or None,
+            trusted_proxies=_list("GEOSHARE_TRUSTED_PROXIES"),
         )
 
 

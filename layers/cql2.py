@@ -28,6 +28,10 @@ from layers.errors import BadParameter
 FIELD = "filter"
 FILTER_LANGS = ("cql2-text", "cql2-json")
 MAX_FILTER_CHARS = 20_000
+#: C0 controls, DEL and lone UTF-16 surrogates: PostgreSQL holds none of them in text (NUL is a
+#: psycopg error, a surrogate cannot be encoded), so a filter carrying one, raw or as a JSON
+#: ``\u`` escape, is a 400 here rather than a 500 from the database
+_BAD_CHARS = re.compile("[\x00-\x1f\x7f\ud800-\udfff]")
 
 #: SQLAlchemy types of the model's attribute types (``layers.model.SQL_TYPES`` as DDL names)
 ATTRIBUTE_SQL_TYPES: dict[str, TypeEngine[Any]] = {
@@ -123,6 +127,25 @@ def _is_number(v: Any) -> bool:
     return isinstance(v, int | float) and not isinstance(v, bool)
 
 
+def _refuse_bad_chars(value: Any) -> None:
+    """A 400 on ``filter`` for the first control character (or surrogate) in ``value``'s strings."""
+    if isinstance(value, str):
+        found = _BAD_CHARS.search(value)
+        if found is not None:
+            raise BadParameter(
+                f"filter contains the character U+{ord(found.group()):04X}; "
+                "control characters and lone surrogates are not allowed",
+                field=FIELD,
+            )
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            _refuse_bad_chars(k)
+            _refuse_bad_chars(v)
+    elif isinstance(value, list):
+        for v in value:
+            _refuse_bad_chars(v)
+
+
 def parse_filter(text: str, lang: str | None) -> ast.Node:
     """Parse a ``filter`` parameter; any parser complaint becomes a 400 carrying its message."""
     lang = (lang or "cql2-text").strip().lower()
@@ -134,12 +157,14 @@ def parse_filter(text: str, lang: str | None) -> ast.Node:
         raise BadParameter("filter is empty", field=FIELD)
     if len(text) > MAX_FILTER_CHARS:
         raise BadParameter(f"filter is longer than {MAX_FILTER_CHARS} characters", field=FIELD)
+    _refuse_bad_chars(text)
     try:
         if lang == "cql2-json":
             try:
                 doc = json.loads(text)
             except ValueError as exc:
                 raise BadParameter(f"filter is not valid JSON: {exc}", field=FIELD) from None
+            _refuse_bad_chars(doc)  # what JSON's \u escapes decoded to
             node = parse_cql2_json(_normalise_json(doc))
         else:
             node = parse_cql2_text(_quote_unicode_identifiers(text))

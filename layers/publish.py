@@ -8,7 +8,7 @@ new table with everything else.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,7 @@ from sqlalchemy import Connection, text
 from layers import storage
 from layers.changes import record_changes
 from layers.errors import BadParameter, InvalidInput, NotFound
-from layers.ingest import read_source
+from layers.ingest import DEFAULT_LIMITS, ReadLimits, read_source
 from layers.ingest.crs import epsg_code
 from layers.model import SHARING_CLASSES, LayerMetadata
 from layers.validate import PreparedLayer, prepare
@@ -37,6 +37,12 @@ class PublishResult:
     removed: int
     modified: int
     repaired: int
+    warnings: list[dict[str, Any]] = field(default_factory=list)  # what the data made doubtful
+
+
+def report_warnings(source: dict[str, Any], prepared: PreparedLayer) -> list[dict[str, Any]]:
+    """The reader's warnings (integers kept as text …) then the validator's (an implausible CRS)."""
+    return [*source.get("warnings", []), *prepared.warnings]
 
 
 def check_layer_id(layer_id: str) -> None:
@@ -174,11 +180,13 @@ def _publish(
             old_keyed=current.key_field is not None,
         )
         added, removed, modified = counts.added, counts.removed, counts.modified
+    warnings = report_warnings(report, prepared)
     report = {
         **report,
         "source_crs": source_crs,
         "key_field": metadata.key_field,
         "repaired_features": prepared.repaired[:100],
+        "warnings": warnings,
     }
     conn.execute(
         text(
@@ -205,7 +213,7 @@ def _publish(
         },
     )
     _update_registry(conn, layer_id, version, table, prepared, metadata, source_crs)
-    return PublishResult(layer_id, version, count, added, removed, modified, len(prepared.repaired))
+    return PublishResult(layer_id, version, count, added, removed, modified, len(prepared.repaired), warnings)
 
 
 def publish_frame(
@@ -249,8 +257,10 @@ def publish_file(
     where: str | None = None,
     actor: str | None = None,
     source_name: str | None = None,
+    limits: ReadLimits = DEFAULT_LIMITS,
 ) -> PublishResult:
-    """Read ``path`` (GeoJSON, zipped Shapefile, GeoPackage, CSV, any OGR source) and publish it."""
+    """Read ``path`` (GeoJSON, zipped Shapefile, GeoPackage, CSV, any OGR source) and publish it;
+    ``limits`` bound what reading it may cost (``layers.ingest.ReadLimits``)."""
     check_layer_id(layer_id)
     check_metadata(conn, metadata)
     source = read_source(
@@ -262,6 +272,7 @@ def publish_file(
         label=source_name,
         source_layer=source_layer,
         where=where,
+        limits=limits,
     )
     return _publish(
         conn,

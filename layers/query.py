@@ -428,7 +428,7 @@ def page_select(lt: LayerTable, q: ItemsQuery, payload: list[ColumnElement[Any]]
     order = [k.expr.desc() if k.descending else k.expr.asc() for k in keys]
     if not q.cursor:
         return _ordered(select(*payload, key_json), lt, clauses, order, q.limit)
-    last = decode_cursor(q.cursor, sort_spec(q.sortby), len(keys))
+    last = decode_cursor(q.cursor, sort_spec(q.sortby), len(keys), lt.layer.current_version)
     _check_cursor_types(keys, last)
     after = keyset_clause(keys, last)
     first, value = keys[0], last[0]
@@ -484,7 +484,7 @@ def fetch_page(
     returned = min(fetched, q.limit)
     next_cursor = None
     if fetched > q.limit and last_keys is not None:
-        next_cursor = encode_cursor(orjson.loads(last_keys), sort_spec(q.sortby))
+        next_cursor = encode_cursor(orjson.loads(last_keys), sort_spec(q.sortby), lt.layer.current_version)
     return ItemsPage((features or "").encode(), returned, next_cursor)
 
 
@@ -511,7 +511,7 @@ def _fetch_page_offset_crs(conn: Connection, lt: LayerTable, q: ItemsQuery) -> I
     features = render_offset_features(page, q.crs)
     next_cursor = None
     if len(rows) > q.limit:
-        next_cursor = encode_cursor(_json_keys(page[-1].keys), sort_spec(q.sortby))
+        next_cursor = encode_cursor(_json_keys(page[-1].keys), sort_spec(q.sortby), lt.layer.current_version)
     return ItemsPage(features, len(page), next_cursor)
 
 

@@ -20,7 +20,7 @@ from layers.validate import PreparedLayer
 CHUNK = 50_000
 NULL = "\\N"
 LARGE_LAYER = 10_000  # attribute btree indexes only pay off above this many features
-MAX_INDEXED_TEXT = 1_000  # longer strings would overflow a btree page
+MAX_INDEXED_BYTES = 2_600  # longer strings (UTF-8) would overflow a btree page (a third of it)
 _ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r", "\x00": ""})
 
 
@@ -138,10 +138,15 @@ def load(conn: Connection, name: str, layer: PreparedLayer) -> None:
 
 
 def _indexable(series: pd.Series, attribute: Attribute) -> bool:
+    """Text is indexed when every value fits a btree entry: measured in bytes, since 1,000 Chinese
+    characters are 3,000 bytes and failed the index (and the publish) when counted as characters."""
     if attribute.type != "string":
         return True
-    lengths = series.dropna().astype(str).str.len()
-    return lengths.empty or int(lengths.max()) <= MAX_INDEXED_TEXT
+    values = series.dropna().astype(str)
+    chars = values.str.len()
+    if chars.empty or int(chars.max()) * 4 <= MAX_INDEXED_BYTES:
+        return True
+    return max(len(v.encode("utf-8")) for v in values) <= MAX_INDEXED_BYTES
 
 
 def index(conn: Connection, name: str, layer: PreparedLayer, key_field: str | None) -> None:

@@ -1,6 +1,11 @@
 """Checking a frame before storage: geometries valid, repaired or rejected; attributes typed; keys unique.
 
 Every rejection names the 1-based feature number, so a publisher can find the row in their GIS.
+PostgreSQL's own limits are checked here too, before anything is written, so a file past them is a
+422 naming the field or feature (and a dry run says so) rather than an error halfway through a load:
+columns per table, identifier length (field names are SQL aliases in tile queries, and PostgreSQL
+would cut longer ones, silently merging two), btree entry size (the key field is a unique index)
+and row size.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import shapely
 from pyproj import CRS
 
 from layers.errors import InvalidInput
+from layers.ingest.crs import crs_warnings
 from layers.model import Attribute, AttrType, LayerMetadata
 
 GEOMETRY_NAMES = {
@@ -23,6 +29,14 @@ GEOMETRY_NAMES = {
     5: "MultiLineString", 6: "MultiPolygon", 7: "GeometryCollection",
 }  # fmt: skip
 _MULTI_OF = {"Point": "MultiPoint", "LineString": "MultiLineString", "Polygon": "MultiPolygon"}
+
+OWN_COLUMNS = 4  # fid, fkey, geom, _hash (``layers.model``)
+MAX_ATTRIBUTES = 1_600 - OWN_COLUMNS  # PostgreSQL's columns per table
+MAX_NAME_BYTES = 63  # NAMEDATALEN - 1
+MAX_KEY_BYTES = 2_600  # a btree entry must fit a third of a page: 2,704 bytes with its headers
+MAX_ROW_BYTES = 8_160  # a row must fit a page once long values are moved out of line (TOAST)
+_TOASTED = 24  # a long text (or geometry) value moved out of line leaves at most this in the row
+_FIXED = {"integer": 8, "number": 8, "datetime": 8, "date": 4, "boolean": 1}  # bytes, also alignment
 
 
 @dataclass
@@ -37,6 +51,7 @@ class PreparedLayer:
     extent: list[float]
     time_extent: list[Any] | None = None
     repaired: list[int] = field(default_factory=list)  # 1-based feature numbers
+    warnings: list[dict[str, Any]] = field(default_factory=list)  # for the publish report
 
 
 def _reject(feature: int, detail: str, field_name: str = "geometry") -> InvalidInput:
@@ -152,13 +167,60 @@ def normalise(series: pd.Series, kind: AttrType) -> pd.Series:
 
 
 def check_field_names(names: list[Any]) -> None:
+    if len(names) > MAX_ATTRIBUTES:
+        raise InvalidInput(
+            f"the data has {len(names):,} fields; a layer can hold at most {MAX_ATTRIBUTES:,}", field="file"
+        )
     seen: set[str] = set()
     for name in names:
         if not isinstance(name, str) or not name.strip():
             raise InvalidInput(f"a field has an empty name ({name!r})", field=str(name))
         if name in seen:
             raise InvalidInput(f"the field name {name!r} appears twice", field=name)
+        if len(name.encode("utf-8")) > MAX_NAME_BYTES:
+            raise InvalidInput(
+                f"the field name {name!r} is {len(name.encode('utf-8'))} bytes long (UTF-8); "
+                f"field names may be at most {MAX_NAME_BYTES} bytes",
+                field=name,
+            )
         seen.add(name)
+
+
+def _utf8_lengths(values: pd.Series, enough: int) -> np.ndarray:
+    """UTF-8 byte length per text value (0 for nulls), or an upper bound when even that is at most
+    ``enough`` (encoding every value costs a second a million)."""
+    chars = values.map(len, na_action="ignore").fillna(0).to_numpy(dtype=np.int64)
+    if len(chars) == 0 or chars.max() * 4 <= enough:
+        return chars * 4
+    return np.fromiter((0 if v is None else len(v.encode("utf-8")) for v in values), np.int64, len(values))
+
+
+def check_row_size(columns: list[pd.Series], attributes: list[Attribute]) -> None:
+    """Refuse the first feature whose row would not fit a PostgreSQL page, laid out as PostgreSQL does
+    (fixed-width values aligned to their size, long text moved out of line, nulls taking nothing)."""
+    header = -(-(23 + -(-(OWN_COLUMNS + len(attributes)) // 8)) // 8) * 8
+    base = header + 8 + _TOASTED + _TOASTED + 33  # fid, fkey and geom at their most, _hash
+    widest = sum(2 * _FIXED[a.type] - 1 if a.type in _FIXED else _TOASTED for a in attributes)
+    if base + widest <= MAX_ROW_BYTES:
+        return  # no row can be too big: skip the per-row sums
+    offset = np.full(len(columns[0]), base, dtype=np.int64)
+    for series, attribute in zip(columns, attributes, strict=True):
+        present = series.notna().to_numpy()
+        size = _FIXED.get(attribute.type)
+        if size is None:
+            text = series.astype(object).where(present, None)
+            offset += np.where(present, np.minimum(_utf8_lengths(text, _TOASTED) + 1, _TOASTED), 0)
+        else:
+            offset = np.where(present, -(-offset // size) * size + size, offset)
+    too_big = np.flatnonzero(offset > MAX_ROW_BYTES)
+    if len(too_big):
+        i = int(too_big[0])
+        raise _reject(
+            i + 1,
+            f"its {len(attributes):,} attribute values take about {int(offset[i]):,} bytes, more than the "
+            f"{MAX_ROW_BYTES:,} a PostgreSQL row can hold; split the fields over several layers",
+            "file",
+        )
 
 
 def key_text(series: pd.Series, kind: AttrType, name: str) -> np.ndarray:
@@ -182,6 +244,15 @@ def key_text(series: pd.Series, kind: AttrType, name: str) -> np.ndarray:
                 int(np.flatnonzero(blank)[0]) + 1, f"blank value for the key field {name!r}", "key_field"
             )
     values = text.to_numpy(dtype=object)
+    lengths = _utf8_lengths(pd.Series(values, dtype=object), MAX_KEY_BYTES)
+    if len(lengths) and lengths.max() > MAX_KEY_BYTES:
+        i = int(np.flatnonzero(lengths > MAX_KEY_BYTES)[0])
+        raise _reject(
+            i + 1,
+            f"the key of field {name!r} is {int(lengths[i]):,} bytes long (UTF-8); keys may be at most "
+            f"{MAX_KEY_BYTES:,} bytes (they are indexed)",
+            "key_field",
+        )
     duplicated = pd.Series(values).duplicated().to_numpy()
     if duplicated.any():
         i = int(np.flatnonzero(duplicated)[0])
@@ -237,8 +308,12 @@ def prepare(frame: gpd.GeoDataFrame, metadata: LayerMetadata, source_crs: CRS) -
             field="restricted_fields",
         )
 
-    geometries = to_lonlat(np.array(frame.geometry.to_numpy(), dtype=object), source_crs)
+    raw = np.array(frame.geometry.to_numpy(), dtype=object)
+    geometries = to_lonlat(raw, source_crs)
     repaired = _repair(geometries)
+    extent = [float(v) for v in shapely.total_bounds(geometries)]
+    crs_name = f"EPSG:{source_crs.to_epsg()}" if source_crs.to_epsg() else source_crs.name
+    warnings = crs_warnings(shapely.total_bounds(raw), extent, source_crs, crs_name)
 
     attributes: list[Attribute] = []
     columns: list[pd.Series] = []
@@ -258,13 +333,16 @@ def prepare(frame: gpd.GeoDataFrame, metadata: LayerMetadata, source_crs: CRS) -
             keys = key_text(series, kind, name)
         attributes.append(Attribute(name=name, column=f"a{n}", type=kind))
         columns.append(series)
+    if attributes:
+        check_row_size(columns, attributes)
     return PreparedLayer(
         geometries=geometries,
         attributes=attributes,
         columns=columns,
         keys=keys,
         geometry_type=geometry_type(geometries),
-        extent=[float(v) for v in shapely.total_bounds(geometries)],
+        extent=extent,
         time_extent=time_extent,
         repaired=repaired,
+        warnings=warnings,
     )

@@ -317,3 +317,14 @@ def test_auditing_can_be_switched_off(
 )
 def test_endpoint_kinds(method: str, template: str | None, kind: str) -> None:
     assert audit_middleware.endpoint_kind(method, template) == kind
+
+
+def test_a_record_postgresql_refuses_is_escaped_not_a_wedge(engine: Engine) -> None:
+    """One NUL in a recorded path used to fail every later flush (the batch was requeued forever)."""
+    mark = last_id(engine)
+    writer = AuditWriter(engine, AuditConfig(batch=10))
+    writer.submit(_record(1)._replace(endpoint="/_nul\x00test"))
+    writer.submit(_record(2)._replace(endpoint="/_nul_neighbour"))
+    assert writer.flush() == 2 and writer.pending == 0
+    endpoints = [r["endpoint"] for r in rows_after(engine, mark)]
+    assert endpoints == ["/_nul\\x00test", "/_nul_neighbour"]

@@ -223,3 +223,28 @@ def test_parse_filter_rejects_unknown_language_and_empty_text() -> None:
     assert err.value.field == "filter-lang"
     with pytest.raises(BadParameter):
         parse_filter("   ", None)
+
+
+@pytest.mark.parametrize(
+    ("cql", "lang"),
+    [
+        ("名称 = 'a\x00b'", "cql2-text"),
+        ("名称 = 'a\x1fb'", "cql2-text"),
+        ('{"op": "=", "args": [{"property": "名称"}, "a\\u0000b"]}', "cql2-json"),
+        ('{"op": "=", "args": [{"property": "名称"}, "\\ud800"]}', "cql2-json"),  # cannot be encoded
+        ('{"op": "like", "args": [{"property": "名称"}, "%\\u007f"]}', "cql2-json"),
+        ('{"op": "=", "args": [{"property": "名\\u0000称"}, "x"]}', "cql2-json"),
+    ],
+)
+def test_control_characters_are_refused_raw_or_escaped(cql: str, lang: str) -> None:
+    """PostgreSQL holds no NUL in text: the engine refuses it, whoever calls it (a JSON ``\\u``
+    escape in a URL is plain ASCII, so only the parser can see it)."""
+    with pytest.raises(BadParameter) as err:
+        parse_filter(cql, lang)
+    assert err.value.field == "filter" and "U+" in err.value.detail
+
+
+def test_control_characters_in_json_filters_over_http(client: Any, places: str) -> None:
+    doc = json.dumps({"op": "=", "args": [{"property": "名称"}, "东城\u0000避难所"]})
+    r = client.get("/collections/places/items", params={"filter": doc, "filter-lang": "cql2-json"})
+    assert r.status_code == 400 and r.json()["field"] == "filter", r.text

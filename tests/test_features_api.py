@@ -340,9 +340,9 @@ def test_tampered_cursor_values_are_400(client: Any, shelters: str) -> None:
     from layers.paging import encode_cursor
 
     for keys in (["not a time", 3], [12, 3], ["2024-01-02T08:00:00+00:00", "x"]):
-        token = encode_cursor(keys, "+更新时间")
+        token = encode_cursor(keys, "+更新时间", 1)
         _problem(client, f"/collections/{shelters}/items", "cursor", sortby="更新时间", cursor=token)
-    token = encode_cursor(["2024-01-05T08:00:00+00:00", 4], "+更新时间")
+    token = encode_cursor(["2024-01-05T08:00:00+00:00", 4], "+更新时间", 1)
     doc = _items(client, shelters, sortby="更新时间", cursor=token, limit=2)
     assert [f["id"] for f in doc["features"]] == ["BJ-005", "BJ-006"]
 
@@ -355,3 +355,33 @@ def test_single_feature_properties_and_links(client: Any, shelters: str) -> None
     assert feature["properties"] == {"名称": "应急避难场所2号"}
     assert {link["rel"] for link in feature["links"]} == {"self", "collection"}
     _problem(client, f"/collections/{shelters}/items/BJ-002", "bbox", bbox="1,2,3,4")
+
+
+def test_a_cursor_pins_its_version_across_a_publish(client: Any, db: Any) -> None:
+    """Pages 1–2 from v1 and 3–6 from v2 was a silent switch (issue 15.13): a 409 says it changed."""
+    import geopandas as gpd
+    from sqlalchemy import text
+
+    from layers.model import LayerMetadata
+    from layers.publish import publish_frame
+
+    def publish(n: int) -> None:
+        frame = gpd.GeoDataFrame(
+            {"编号": [f"P{i}" for i in range(n)]},
+            geometry=[Point(116.3 + i / 1000, 39.9) for i in range(n)],
+            crs="EPSG:4326",
+        )
+        meta = LayerMetadata(title="分页", department="PG", sharing_class="public")
+        with db.begin() as conn:
+            conn.execute(text("INSERT INTO gs.department VALUES ('PG', 'PG') ON CONFLICT DO NOTHING"))
+            publish_frame(conn, "pinned", frame, meta)
+        client.app.state.layer_cache.sync()
+
+    publish(30)
+    first = _items(client, "pinned", limit=10)
+    follow = next(link["href"] for link in first["links"] if link["rel"] == "next")
+    assert client.get(follow).status_code == 200  # the same version: the walk goes on
+    publish(40)
+    changed = client.get(follow)
+    assert changed.status_code == 409 and changed.json()["field"] == "cursor"
+    assert "changed" in changed.json()["detail"]

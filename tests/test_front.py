@@ -95,7 +95,9 @@ def front(
 
     root = tmp_path_factory.mktemp("front")
     hit_log = root / "logs" / "hits.jsonl"
-    app = create_app(Settings(database_url=settings.database_url, front_log=str(hit_log)))
+    app = create_app(
+        Settings(database_url=settings.database_url, front_log=str(hit_log), front_gate=str(root / "gate"))
+    )
     with _Server(app) as server:
         nginx = start_front(root, f"127.0.0.1:{server.port}", 0)
         try:
@@ -298,3 +300,81 @@ def test_the_front_limits_anonymous_tiles_and_audits_its_refusals(
     # keyed for the audit log as the app keys its own refusals: the route's template and the layer
     key = key_maker(front.app, runtime(front.app))(logged[0])
     assert (key.endpoint, key.layer_id, key.status, key.kind) == (TILE_PATH, PUB, 429, "read")
+
+
+RECLASSED = "fr_reclassed"
+
+
+def test_a_reclassified_or_deleted_layer_is_unreachable_in_the_cache_at_once(
+    front: Front, engine: Engine
+) -> None:
+    """Kept copies answer only while the gate is open for the layer at that version (issue 15.1)."""
+    grid = [(Point(CENTRE[0] + i * 2e-5, CENTRE[1]), {"名称": f"点{i}"}) for i in range(50)]
+    make_layer(engine, RECLASSED, grid, [("名称", "string")], department=DEPT)
+    assert layer_cache(front.app.state).sync()
+    vector = versioned(front, RECLASSED, 15)
+    png = vector.replace("?", ".png?", 1)
+    for path in (vector, png):
+        assert front.get(path).status_code == 200
+        assert front.get(path).headers["x-cache"] == "HIT", path
+
+    def change(sql: str) -> None:  # as the CLI or another node would: the app hears of it by NOTIFY
+        with engine.begin() as conn:
+            conn.execute(text(sql), {"l": RECLASSED})
+        assert layer_cache(front.app.state).sync()
+
+    change("UPDATE gs.layer SET sharing_class = 'restricted' WHERE id = :l")
+    for path in (vector, png):
+        refused = front.get(path)
+        assert refused.status_code == 404 and refused.headers["x-cache"] != "HIT", path
+    change("UPDATE gs.layer SET sharing_class = 'public' WHERE id = :l")
+    assert front.get(vector).status_code == 200
+    assert front.get(vector).headers["x-cache"] == "HIT"  # the same version, public again
+    change("DELETE FROM gs.layer WHERE id = :l")
+    for path in (vector, png):
+        gone = front.get(path)
+        assert gone.status_code == 404 and gone.headers["x-cache"] != "HIT", path
+
+
+def test_a_forwarded_for_sent_by_a_client_is_not_believed(
+    front: Front, engine: Engine, world: dict[str, str]
+) -> None:
+    """A key bound to 10.0.0.0/8 works only from there, whatever X-Forwarded-For says (issue 15.2)."""
+    with engine.begin() as conn:
+        bound = create_key(conn, DEPT, "consumer", allowed_ips=["10.0.0.0/8"]).key
+    mark = last_id(engine)
+    spoofed = {"X-API-Key": bound, "X-Forwarded-For": "10.1.2.3"}
+    answer = front.get(f"/collections/{PUB}", headers=spoofed)
+    assert answer.status_code == 403
+    front.app.state.audit.writer.flush()
+    with engine.connect() as conn:
+        ips = conn.execute(
+            text("SELECT DISTINCT host(client_ip) FROM gs.audit_log WHERE id > :m AND key_prefix = :p"),
+            {"m": mark, "p": bound.split("_")[1]},
+        ).scalars()
+        assert set(ips) == {"127.0.0.1"}  # the audit log names the real peer
+
+
+def test_a_client_revalidates_unversioned_tiles_through_the_front(front: Front) -> None:
+    """MapLibre revalidates ``no-cache`` tiles on every view: the front passes If-None-Match on."""
+    plain = tile_path(PUB, 15)
+    first = front.get(plain)
+    again = front.get(plain, headers={"If-None-Match": first.headers["etag"]})
+    assert again.status_code == 304 and again.content == b""
+
+
+def test_what_the_front_refuses_itself_is_a_problem(tmp_path: Path, front: Front) -> None:
+    upstream = front.url.removeprefix("http://")
+    nginx = NginxFront(FrontConfig("127.0.0.1", _free_port(), upstream, tmp_path, upload_max_bytes=1000))
+    nginx.start()
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{nginx.cfg.listen_port}") as client:
+            big = client.post("/layers", content=b"x" * 5000, headers={"Content-Type": "text/csv"})
+            long = client.get("/collections?" + "q=" * 6000)
+    finally:
+        nginx.stop()
+    assert big.status_code == 413 and big.headers["content-type"] == "application/problem+json"
+    assert big.json()["status"] == 413 and "1000 bytes" in big.json()["detail"]
+    assert long.status_code == 414 and long.json()["status"] == 414
+    logged = nginx.cfg.hit_log.read_text()
+    assert '"status":413' in logged and '"status":414' in logged  # for the audit log

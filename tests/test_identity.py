@@ -3,6 +3,7 @@ anonymous reads are untouched by this slice."""
 
 from __future__ import annotations
 
+import getpass
 import hashlib
 import logging
 from collections.abc import Iterator
@@ -441,6 +442,25 @@ def test_cli_end_to_end(cli: typer.Typer, client: TestClient) -> None:
     # the CLI is another client of the database: the app hears of it by NOTIFY, in milliseconds
     assert status_within(client, "/admin/departments", h(root_key), 401) == 401
     assert run(cli, ["key", "revoke", "zzzzzzzz"]).exit_code == 2
+
+    # every change made here is in the audit log, with the OS user who made it (issue 15.14)
+    from geoshare.db.engine import get_engine
+
+    with get_engine().connect() as conn:
+        changes = conn.execute(
+            text(
+                "SELECT action, target, actor FROM gs.audit_log "
+                "WHERE kind = 'change' AND actor LIKE 'cli:%'"
+            )
+        ).all()
+    actor = f"cli:{getpass.getuser()}"
+    root = keys.parse_prefix(root_key)
+    for change in (
+        ("department.create", f"department:{IT}"), ("department.create", f"department:{SCJ}"),
+        ("key.create", f"key:{root}"), ("key.create", f"key:{prefix}"), ("key.revoke", f"key:{root}"),
+    ):  # fmt: skip
+        assert (*change, actor) in changes, change
+    assert not any(action == "key.create" and target == "key:None" for action, target, _ in changes)
 
 
 # -- anonymous reads unchanged ----------------------------------------------------------------------------

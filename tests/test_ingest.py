@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import zipfile
 from pathlib import Path
 
@@ -161,3 +162,127 @@ def test_key_field_must_be_unique_and_present() -> None:
     with pytest.raises(InvalidInput) as err:
         prepare(frame, LayerMetadata(title="t", department="d", key_field="nope"), CRS.from_epsg(4326))
     assert err.value.field == "key_field"
+
+
+# ---------------------------------------------------------------- what a publisher must be told
+
+
+def _geojson(
+    path: Path, properties: dict, crs: str | None = None, coordinates: tuple = (116.4, 39.9)
+) -> Path:
+    collection: dict = {
+        "type": "FeatureCollection",
+        "features": [
+            {
+                "type": "Feature",
+                "properties": properties,
+                "geometry": {"type": "Point", "coordinates": coordinates},
+            }
+        ],
+    }
+    if crs is not None:
+        collection["crs"] = {"type": "name", "properties": {"name": crs}}
+    path.write_text(json.dumps(collection), encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize("name", ["EPSG:999999", "urn:ogc:def:crs:EPSG::999999"])
+def test_unknown_crs_in_geojson_is_refused_not_taken_as_wgs84(tmp_path: Path, name: str) -> None:
+    with pytest.raises(InvalidInput) as err:
+        read_source(_geojson(tmp_path / "a.geojson", {"n": 1}, crs=name))
+    assert err.value.field == "crs" and "999999" in err.value.detail
+    assert read_source(_geojson(tmp_path / "b.geojson", {"n": 1}, crs="EPSG:4490")).source_crs == "EPSG:4490"
+
+
+def test_unreadable_prj_is_named(tmp_path: Path) -> None:
+    src = zipfile.ZipFile(FIXTURES / "schools_no_prj.zip")
+    path = tmp_path / "schools.zip"
+    with zipfile.ZipFile(path, "w") as zf:
+        for name in src.namelist():
+            zf.writestr(name, src.read(name))
+        zf.writestr("schools.prj", 'PROJCS["nonsense", GEOGCS[')
+    with pytest.raises(InvalidInput) as err:
+        read_source(path, label="学校.zip")
+    assert err.value.field == "source_crs" and "the .prj file of 学校.zip" in err.value.detail
+
+
+def test_degrees_declared_as_metres_and_data_outside_the_crs_area_are_warned() -> None:
+    """Implausible, not impossible: a warning in the report; impossible coordinates stay refused."""
+    meta = LayerMetadata(title="t", department="d")
+    degrees = gpd.GeoDataFrame({"k": [1, 2]}, geometry=[Point(116.3, 39.8), Point(116.5, 40.0)], crs=3857)
+    layer = prepare(degrees, meta, CRS.from_epsg(3857))
+    assert [w["code"] for w in layer.warnings] == ["degrees_in_projected_crs"]
+    assert (
+        "EPSG:3857" in layer.warnings[0]["detail"] and "source_crs=EPSG:4326" in layer.warnings[0]["detail"]
+    )
+    europe = gpd.GeoDataFrame({"k": [1]}, geometry=[Point(10.0, 50.0)], crs=4490)  # CGCS2000 is China's
+    warning = prepare(europe, meta, CRS.from_epsg(4490)).warnings[0]
+    assert warning["code"] == "outside_area_of_use" and "entirely" in warning["detail"]
+    beijing = gpd.GeoDataFrame({"k": [1]}, geometry=[Point(116.4, 39.9)], crs=4490)
+    assert prepare(beijing, meta, CRS.from_epsg(4490)).warnings == []
+    metres = gpd.GeoDataFrame({"k": [1]}, geometry=[Point(12_958_000, 4_852_000)], crs=3857)
+    assert prepare(metres, meta, CRS.from_epsg(3857)).warnings == []
+
+
+@pytest.mark.parametrize(
+    ("body", "line"),
+    [
+        ("name,lon,lat\na,116,40\n\nb,116,40\nc,116\nd,116,40\n", 5),  # a short row after a blank line
+        ('name,lon,lat\n"two\nlines",116,40\nb,116,40,9\n', 4),  # a long row after a multi-line cell
+        ("name,lon,lat\r\na,116,40\r\n\r\nb,116,40,9\r\n", 4),
+    ],
+)
+def test_ragged_csv_row_names_its_real_line(tmp_path: Path, body: str, line: int) -> None:
+    path = tmp_path / "points.csv"
+    path.write_bytes(body.encode())
+    with pytest.raises(InvalidInput) as err:
+        read_source(path)
+    assert err.value.line == line and f"line {line} " in err.value.detail, err.value.detail
+
+
+def test_bad_coordinate_counts_blank_and_multiline_lines(tmp_path: Path) -> None:
+    path = tmp_path / "points.csv"
+    path.write_text('name,lon,lat\n"a\nb",116,40\n\nc,116,north\n', encoding="utf-8")
+    with pytest.raises(InvalidInput) as err:
+        read_source(path)
+    assert err.value.line == 5 and err.value.field == "lat"
+
+
+def test_csv_duplicate_column_names_are_refused(tmp_path: Path) -> None:
+    path = tmp_path / "points.csv"
+    path.write_text("名称,lon,lat,名称\na,116,40,b\n", encoding="utf-8")
+    with pytest.raises(InvalidInput) as err:
+        read_source(path)
+    assert err.value.field == "名称" and err.value.line == 1 and "columns 1, 4" in err.value.detail
+
+
+def test_csv_integers_stay_exact(tmp_path: Path) -> None:
+    """2^62 is a bigint, exactly (it was a float); 2^70 is no bigint: kept as text, with a warning."""
+    path = tmp_path / "points.csv"
+    path.write_text(f"lon,lat,big,huge\n116,40,{2**62},{2**70}\n116,40,1,-1\n", encoding="utf-8")
+    source = read_source(path)
+    assert source.frame["big"].tolist() == [2**62, 1] and str(source.frame["big"].dtype) == "Int64"
+    assert source.frame["huge"].tolist() == [str(2**70), "-1"]
+    assert source.report["warnings"][0]["code"] == "integers_kept_as_text"
+    assert source.report["warnings"][0]["fields"] == ["huge"]
+
+
+def test_geojson_integers_beyond_64_bits_are_warned(tmp_path: Path) -> None:
+    source = read_source(_geojson(tmp_path / "a.geojson", {"huge": 2**70, "small": 5}))
+    assert [(w["code"], w["fields"]) for w in source.report["warnings"]] == [("integers_rounded", ["huge"])]
+
+
+def test_messages_name_the_upload_not_server_paths(tmp_path: Path) -> None:
+    path = tmp_path / "upload.geojson"
+    path.write_text("no GeoJSON at all", "utf-8")  # GDAL: '<its path>' not recognized as … a supported format
+    for target in (path, _zip_of(tmp_path / "upload.zip", "inner/stops.geojson", path.read_bytes())):
+        with pytest.raises(InvalidInput) as err:
+            read_source(target, label="站点.zip")
+        assert "站点.zip" in err.value.detail and str(tmp_path) not in err.value.detail, err.value.detail
+        assert "/vsizip/" not in err.value.detail
+
+
+def _zip_of(path: Path, name: str, data: bytes) -> Path:
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr(name, data)
+    return path

@@ -244,7 +244,8 @@ def test_embed_with_a_key_bound_to_the_framing_site(portal: TestClient, browser_
 def test_embed_ticket_lets_the_framed_page_use_its_key(portal: TestClient, browser_key: Callable) -> None:
     key = browser_key([SITE])
     other_key = browser_key([SITE])
-    ticket = _config(portal.get(f"/embed?key={key}", headers={"Referer": SITE}).text)["ticket"]
+    page = portal.get(f"/embed?layers=shelters&key={key}", headers={"Referer": SITE})
+    ticket = _config(page.text)["ticket"]
     url = f"/collections/shelters/tiles/WebMercatorQuad/tilejson.json?key={key}"
     own_page = {"Referer": "http://testserver/embed?key=x"}  # what the framed page's requests carry
 
@@ -264,10 +265,39 @@ def test_embed_ticket_lets_the_framed_page_use_its_key(portal: TestClient, brows
     assert portal.get(url, headers={**own_page, "X-GeoShare-Embed": "garbage"}).status_code == 403
 
 
+def test_an_embed_ticket_vouches_only_for_its_own_map(
+    portal: TestClient, browser_key: Callable, db: Engine
+) -> None:
+    """A ticket lifted from an embed of ``shelters`` opens nothing else its key could (issue 15.6)."""
+    key = browser_key([SITE])
+    trail = [(Point(116.4, 39.9), {"名称": "步道"})]
+    make_layer(db, "trails", trail, [("名称", "string")], department="testdept")
+    assert portal.get("/collections/trails/items?limit=1").status_code == 200  # public: anyone reads it
+    page = portal.get(f"/embed?layers=shelters&key={key}", headers={"Referer": SITE})
+    ticket = _config(page.text)["ticket"]
+    framed = {"Referer": "http://testserver/embed", "X-GeoShare-Embed": ticket, "X-API-Key": key}
+    for own in (
+        "/collections/shelters/tiles/WebMercatorQuad/tilejson.json",
+        "/collections/shelters/items?limit=1",
+        "/basemap/style.json",
+    ):
+        assert portal.get(own, headers=framed).status_code == 200, own
+    for other in (
+        "/collections/trails/tiles/WebMercatorQuad/tilejson.json",  # the key may read it, not the ticket
+        "/collections/trails/items?limit=1",
+        "/layers/shelters/export?format=geojson",
+        "/whoami",
+    ):
+        assert portal.get(other, headers=framed).status_code == 403, other
+    assert portal.post("/agreements", headers=framed, json={}).status_code == 403
+
+
 def test_embed_tickets_expire() -> None:
     secret = b"s" * 32
-    ticket = embed_ticket.issue(secret, "abcdefgh", SITE, now=1000.0)
-    assert embed_ticket.verify(secret, ticket, "abcdefgh", now=1000.0 + 60) == SITE
+    ticket = embed_ticket.issue(secret, "abcdefgh", SITE, ["shelters"], now=1000.0)
+    assert embed_ticket.verify(secret, ticket, "abcdefgh", now=1000.0 + 60) == embed_ticket.Vouch(
+        SITE, frozenset({"shelters"}), "light"
+    )
     assert embed_ticket.verify(secret, ticket, "abcdefgh", now=1000.0 + embed_ticket.TTL_SECONDS + 1) is None
     assert embed_ticket.verify(b"t" * 32, ticket, "abcdefgh", now=1000.0) is None
     assert embed_ticket.verify(secret, ticket, "zzzzzzzz", now=1000.0) is None
@@ -276,7 +306,8 @@ def test_embed_tickets_expire() -> None:
 def test_embed_secret_is_shared_through_the_database(db: Engine) -> None:
     first = embed_ticket.load_secret(db)
     assert len(first) == 32 and embed_ticket.load_secret(db) == first
-    assert embed_ticket.verify(first, embed_ticket.issue(first, "abcdefgh", SITE), "abcdefgh") == SITE
+    vouch = embed_ticket.verify(first, embed_ticket.issue(first, "abcdefgh", SITE), "abcdefgh")
+    assert vouch is not None and vouch.origin == SITE
 
 
 # -- SDK ----------------------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import threading
 from pathlib import Path
 
@@ -307,6 +308,8 @@ def test_cli_publish_versions_and_one_line_errors(dept: Engine) -> None:
     get_settings.cache_clear()
     get_engine.cache_clear()
     runner = CliRunner()
+    with get_engine().connect() as conn:
+        mark = conn.execute(text("SELECT coalesce(max(id), 0) FROM gs.audit_log")).scalar_one()
     args = ["layer", "publish", str(FIXTURES / "hospitals_gbk.csv"), "--id", "hospitals", "--title", "医院"]
     ok = runner.invoke(app, [*args, "--department", "edu", "--class", "public", "--keywords", "医疗,health"])
     assert ok.exit_code == 0, ok.output
@@ -315,6 +318,69 @@ def test_cli_publish_versions_and_one_line_errors(dept: Engine) -> None:
     assert bad.exit_code == 2 and "error:" in bad.output and "Traceback" not in bad.output
     history = runner.invoke(app, ["layer", "versions", "hospitals"])
     assert history.exit_code == 0 and "v1" in history.output
+    with get_engine().connect() as conn:  # the version history names who published (issue 15.14)
+        by = (
+            conn.execute(text("SELECT created_by FROM gs.layer_version WHERE layer_id = 'hospitals'"))
+            .scalars()
+            .all()
+        )
+    assert by == [f"cli:{getpass.getuser()}"]
     assert runner.invoke(app, ["layer", "delete", "hospitals"]).exit_code == 0
     assert runner.invoke(app, ["layer", "delete", "hospitals"]).exit_code == 2
+    with get_engine().connect() as conn:
+        changes = conn.execute(
+            text("SELECT action, actor FROM gs.audit_log WHERE target = 'layer:hospitals' AND id > :m"),
+            {"m": mark},
+        ).all()
+    actor = f"cli:{getpass.getuser()}"
+    assert sorted(tuple(c) for c in changes) == [("layer.delete", actor), ("layer.publish", actor)]
     get_engine().dispose()
+
+
+def test_postgresql_limits_refused_before_a_failed_republish_could_touch_anything(dept: Engine) -> None:
+    """Past a PostgreSQL limit is the publisher's 422 (it was an error mid-load, taken as an outage)."""
+    with dept.begin() as conn:
+        publish_file(conn, "schools", FIXTURES / "schools_gbk_4490.zip", meta())
+    before = data_tables(dept)
+    wide = gpd.GeoDataFrame({f"c{i}": [1] for i in range(1_597)}, geometry=[Point(120, 30)], crs=4326)
+    long_key = gpd.GeoDataFrame({"k": ["碑" * 900]}, geometry=[Point(120, 30)], crs=4326)  # 2,700 bytes
+    for frame, metadata, field, line in (
+        (wide, meta(), "file", None),
+        (long_key, meta(key_field="k"), "key_field", 1),
+    ):
+        with pytest.raises(InvalidInput) as err, dept.begin() as conn:
+            publish_frame(conn, "schools", frame, metadata)
+        assert (err.value.field, err.value.line) == (field, line), err.value.detail
+    assert data_tables(dept) == before
+    with dept.connect() as conn:
+        assert get_layer(conn, "schools").current_version == 1
+
+
+def test_long_chinese_text_in_a_large_layer_is_stored_unindexed(dept: Engine) -> None:
+    """1,000 Chinese characters are 3,000 bytes: counted as characters, the column got a btree index
+    whose entry did not fit (a failed publish, answered 503)."""
+    n = 10_000
+    notes = ["短"] * n
+    notes[7] = "".join(chr(0x4E00 + (i * 7919) % 20_000) for i in range(1_000))  # no repeats to compress
+    frame = gpd.GeoDataFrame(
+        {"note": notes}, geometry=[Point(120 + i * 1e-5, 30) for i in range(n)], crs=4326
+    )
+    with dept.begin() as conn:
+        assert publish_frame(conn, "notes", frame, meta()).feature_count == n
+        layer = get_layer(conn, "notes")
+        stored = conn.execute(text(f"SELECT a1 FROM {layer.qualified_table} WHERE fid = 8")).scalar_one()
+    assert stored == notes[7]
+
+
+def test_crs_and_integer_warnings_are_in_the_version_report(dept: Engine, tmp_path: Path) -> None:
+    path = tmp_path / "shops.csv"
+    path.write_text(f"x,y,licence\n116.40,39.90,{2**70}\n116.41,39.91,7\n", encoding="utf-8")
+    with dept.begin() as conn:
+        result = publish_file(conn, "shops", path, meta(), source_crs="EPSG:3857")
+    assert [w["code"] for w in result.warnings] == ["integers_kept_as_text", "degrees_in_projected_crs"]
+    with dept.connect() as conn:
+        report = list_versions(conn, "shops")[0].report
+        layer = get_layer(conn, "shops")
+        licence = conn.execute(text(f"SELECT a3 FROM {layer.qualified_table} WHERE fid = 1")).scalar_one()
+    assert [w["code"] for w in report["warnings"]] == ["integers_kept_as_text", "degrees_in_projected_crs"]
+    assert licence == str(2**70)

@@ -201,6 +201,29 @@ def test_failed_authentications_from_one_key_count_too(client: TestClient) -> No
     assert statuses(client, 1, "gsk_bbbbbbbb_" + "y" * 40) == [429]
 
 
+@pytest.mark.parametrize("name", ["%6Bey", "k%65y", "%6B%65%79"])
+def test_an_encoded_key_parameter_is_locked_out_like_the_plain_one(
+    client: TestClient, engine: Engine, name: str
+) -> None:
+    """``?%6Bey=`` is ``?key=`` once decoded: the lockout and the audit see the key the route checks."""
+    limit = LimitConfig().auth_failures_per_minute
+    mark = last_id(engine)
+    guesses = [keys.generate().key for _ in range(limit + 3)]
+    answers = [client.get(f"{URL}?{name}={g}").status_code for g in guesses]
+    assert answers == [401] * limit + [429] * 3
+    flush(client)
+    refused = [r for r in rows_after(engine, mark) if r["status"] == 401]
+    assert [r["key_prefix"] for r in refused] == [keys.parse_prefix(g) for g in guesses[:limit]]
+
+
+def test_two_different_keys_are_refused_whatever_their_spelling(client: TestClient) -> None:
+    one, other = keys.generate().key, keys.generate().key
+    for query in (f"key={one}&key={other}", f"key={one}&%6Bey={other}"):
+        answer = client.get(f"{URL}?{query}")
+        assert answer.status_code == 400 and answer.json()["field"] == "key"
+    assert client.get(URL, params={"key": one}, headers={"X-API-Key": other}).status_code == 400
+
+
 def test_anonymous_limit_is_per_address(
     world: dict[str, Any], settings: Settings, monkeypatch: pytest.MonkeyPatch, engine: Engine
 ) -> None:

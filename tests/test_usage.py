@@ -199,3 +199,25 @@ def test_raw_audit_log_is_for_platform_admins_and_pages(client: TestClient, keys
     assert as_csv.content.startswith("\ufeff".encode())
     assert len(list(csv.DictReader(io.StringIO(as_csv.content.decode("utf-8-sig"))))) == len(rows)
     assert client.get("/usage/audit?limit=0", headers=admin).json()["field"] == "limit"
+
+
+def test_a_restricted_layer_is_named_only_to_who_may_see_it(
+    client: TestClient, keys: dict[str, str], engine: Engine
+) -> None:
+    """A probe of a hidden layer's id must not learn from ``/usage`` that it exists (issue 15.4)."""
+    make_layer(
+        engine, "use_r", [(Point(116.3, 39.9), {"编号": "R1"})], [("编号", "string")],
+        key_field="编号", department=PROV, sharing_class="restricted",
+    )  # fmt: skip
+    probe = {"X-API-Key": keys["c1"]}
+    for layer in ("use_r", "use_nonexistent"):
+        for _ in range(3):
+            assert client.get(f"/collections/{layer}/items", headers=probe).status_code == 404
+    flush(client)
+    seen = get(client, keys, "c1", "group=layer,provider&kind=features").json()["rows"]
+    assert "use_r" not in {r["layer"] for r in seen} and PROV in {r["provider"] for r in seen}
+    unnamed = [r for r in seen if r["layer"] is None]
+    assert len(unnamed) == 1 and unnamed[0]["calls"] >= 6 and unnamed[0]["provider"] is None
+    assert get(client, keys, "c1", "layer=use_r&group=layer").json()["rows"] == []
+    owner = get(client, keys, "prov", "group=department,layer&kind=features").json()["rows"]
+    assert {(r["department"], r["layer"]) for r in owner} >= {(CONS1, "use_r")}  # its owner sees them

@@ -267,6 +267,25 @@ def test_errors_are_ows_exception_reports(server: str) -> None:
     ows_error(caps, 400, "VersionNegotiationFailed")
 
 
+def test_an_unknown_layer_is_blamed_before_its_style(server: str) -> None:
+    t = get_tms("CGCS2000Quad").tile(LON, LAT, 14)
+    at = {"TILEROW": str(t.y), "TILECOL": str(t.x)}
+    unknown = ows_error(_kvp(server, LAYER="r_nope", **at), 400, "InvalidParameterValue", "Layer")
+    for layer in ("r_nope", "r_secret", "imagery.nope"):  # unknown, unreadable, unknown image
+        for style in ("light", "neon"):
+            kvp = _kvp(server, LAYER=layer, STYLE=style, **at)
+            text = ows_error(kvp, 400, "InvalidParameterValue", "Layer")
+            assert layer.removeprefix("imagery.") in text and "style" not in text.lower()
+        rest = requests.get(f"{server}/wmts/1.0.0/{layer}/light/c/14/{t.y}/{t.x}.png", timeout=30)
+        assert ows_error(rest, 400, "InvalidParameterValue", "Layer") == text
+    hidden = ows_error(_kvp(server, LAYER="r_secret", STYLE="light", **at), 400, "InvalidParameterValue")
+    assert hidden == unknown.replace("r_nope", "r_secret")  # unreadable still reads like unknown
+    # a layer that is there, with a style it does not have: the style is at fault
+    ows_error(_kvp(server, STYLE="light", **at), 400, "InvalidParameterValue", "Style")
+    rest = requests.get(f"{server}/wmts/1.0.0/r_parks/light/c/14/{t.y}/{t.x}.png", timeout=30)
+    ows_error(rest, 400, "InvalidParameterValue", "Style")
+
+
 @pytest.mark.skipif(not SAMPLE.is_file(), reason="shared/data/imagery samples are not beside the repo")
 def test_imagery_is_offered_and_served(server: str, city: Engine, imagery_dir: Path) -> None:  # noqa: F811
     from layers.imagery.store import ImageryMetadata, add_imagery

@@ -31,6 +31,7 @@ from typing import Any, NamedTuple, TypeVar
 
 import orjson
 from sqlalchemy import Connection, Engine, text
+from sqlalchemy.exc import DataError
 
 from geoshare.access.identity import Principal
 
@@ -280,8 +281,17 @@ class AuditWriter:
                 take = min(len(self._buffer), self.config.batch)
                 rows = [self._buffer.popleft() for _ in range(take)]
                 try:
-                    with self.engine.begin() as conn:
-                        write_batch(conn, rows, self.config.timezone)
+                    try:
+                        with self.engine.begin() as conn:
+                            write_batch(conn, rows, self.config.timezone)
+                    except DataError:  # a value PostgreSQL refuses (a NUL): escaped, never requeued
+                        rows = [_printable(r) for r in rows]
+                        with self.engine.begin() as conn:
+                            write_batch(conn, rows, self.config.timezone)
+                except DataError as exc:
+                    self.dropped += take
+                    log.warning("audit flush of %d records dropped: %s", take, exc)
+                    continue
                 except Exception as exc:  # noqa: BLE001 - the database may be down: keep or drop, never raise
                     self._requeue(rows)
                     self._warn(
@@ -306,6 +316,21 @@ class AuditWriter:
         if now - self._last_warning >= 60:
             self._last_warning = now
             log.warning(message, *args)
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _printable(row: Access) -> Access:
+    """``row`` with control characters in its text escaped as ``\\xNN`` (the audit log keeps what
+    was asked, in a form PostgreSQL stores)."""
+    return row._replace(
+        **{
+            name: _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", value)
+            for name, value in row._asdict().items()
+            if isinstance(value, str) and _CONTROL.search(value)
+        }
+    )
 
 
 # -- changes -------------------------------------------------------------------------------------------

@@ -13,7 +13,17 @@ from fastapi.middleware.gzip import GZipMiddleware
 from starlette.types import ASGIApp
 
 from geoshare import __version__
-from geoshare.api import audit_middleware, auth, front_audit, http_policy, problems, tile_fastpath
+from geoshare.api import (
+    allow_header,
+    audit_middleware,
+    auth,
+    front_audit,
+    http_policy,
+    input_text,
+    outage,
+    problems,
+    tile_fastpath,
+)
 from geoshare.api.routes import (
     admin,
     admin_areas,
@@ -36,6 +46,7 @@ from geoshare.api.routes import (
     wmts,
 )
 from geoshare.db.engine import make_engine
+from geoshare.front import gate
 from geoshare.jobs import geocode_job
 from geoshare.services import geocoding
 from geoshare.services.layer_cache import layer_cache
@@ -48,6 +59,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     geocoding.holder(app.state).warm_up()  # build the address index while the first requests arrive
     layer_cache(app.state)  # start listening for layer changes before the first request
     front = front_audit.start(app)  # audit what the nginx front answers itself, when there is one
+    gate.start(app.state)  # and keep its cache's gate: what it may still answer by itself
     yield
     if front is not None:
         front.close()
@@ -93,6 +105,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.engine = make_engine(settings.database_url, settings.pool_size)
+    app.add_middleware(input_text.RefuseControlCharacters)  # innermost: audited, limited, CORS'd
     app.add_middleware(
         GZipMiddleware,
         minimum_size=http_policy.GZIP_MINIMUM_SIZE,
@@ -101,6 +114,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     audit_middleware.install(app)  # outermost: counts bytes sent, refuses over-limit calls first
     problems.install(app)
+    outage.install(app)  # a database outage: 503s audited as such, two log lines, no tracebacks
+    allow_header.install(app)  # a 405 keeps its Allow header (problems' handler drops it)
     auth.install_log_redaction()  # keys in access logs cut to their prefix
     for module in (
         health,

@@ -25,7 +25,6 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, MutableMapping
 from typing import Any
-from urllib.parse import parse_qsl
 
 import anyio.to_thread
 from fastapi import FastAPI
@@ -48,7 +47,6 @@ READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 COUNT_HEADER = b"x-result-count"
 #: ``scope["state"]`` flag: the request was admitted by the rate limiter already (the tile fast path)
 ADMITTED = "rate_admitted"
-_KEY_HEADER = b"x-api-key"
 
 # (path prefix, kind) — first match wins; "/items" decides features before the catalog rule
 _KINDS: tuple[tuple[str, str], ...] = (
@@ -94,18 +92,8 @@ def endpoint_kind(method: str, template: str | None) -> str:
 
 def _request_key(scope: Scope) -> tuple[str | None, bool]:
     """(public prefix of the key sent, whether a key was sent at all) — never the key itself."""
-    key = None
-    for name, value in scope["headers"]:
-        if name == _KEY_HEADER:
-            key = value.decode("latin-1").strip()
-            break
-    if key is None:
-        query: bytes = scope.get("query_string", b"")
-        if b"key=" in query:
-            key = next((v.strip() for k, v in parse_qsl(query.decode("latin-1")) if k == "key"), None)
-    if not key:
-        return None, key is not None and key != ""
-    return keys.parse_prefix(key), True
+    sent = keys.sent_key(scope)
+    return sent.prefix, sent.present
 
 
 class Runtime:

@@ -36,14 +36,12 @@ _NEED_KEY = f"an API key is required: send it in the {KEY_HEADER} header or the 
 
 
 def request_key(request: Request) -> tuple[str | None, str]:
-    """The key sent with the request and where it came from (for naming it in errors)."""
-    header = request.headers.get(KEY_HEADER)
-    param = request.query_params.get(KEY_PARAM)
-    if header is not None and param is not None and header.strip() != param.strip():
+    """The key sent with the request and where it came from (for naming it in errors): the one
+    parse every limiter and the audit see too (``keys.sent_key``)."""
+    sent = keys.sent_key(request.scope)
+    if sent.conflict:
         raise BadParameter(f"two different API keys sent ({KEY_HEADER} and {KEY_PARAM})", field=KEY_PARAM)
-    if header is not None:
-        return header.strip(), KEY_HEADER
-    return (param.strip() if param is not None else None), KEY_PARAM
+    return sent.key, sent.source
 
 
 def request_origin(request: Request) -> str | None:

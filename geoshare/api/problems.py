@@ -84,6 +84,8 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:
+        if program_limit(exc):
+            return limit_problem(request.url.path, exc)
         if database_unavailable(exc):
             log.warning("database unavailable on %s: %s", request.url.path, exc)
             return problem_response(
@@ -100,12 +102,46 @@ def install(app: FastAPI) -> None:
 UNAVAILABLE_RETRY_SECONDS = 5
 
 
+#: SQLSTATEs of a server that is going away or cannot take the connection: class 08 (connection
+#: exception) by prefix, and these. Everything else the server answers (psycopg maps class 54,
+#: "program limit exceeded", to OperationalError too) is about the statement, not availability.
+_UNAVAILABLE_STATES = frozenset({"57P01", "57P02", "57P03", "53300"})
+
+
+def _sqlstate(exc: BaseException) -> str | None:
+    orig = exc.orig if isinstance(exc, DBAPIError) else exc
+    state = getattr(orig, "sqlstate", None)
+    return state if isinstance(state, str) else None
+
+
 def database_unavailable(exc: BaseException) -> bool:
     """The database cannot be reached or dropped the connection (a restart, a failover, too many
-    clients): the client should try again (503), which is not a fault of this code (500)."""
+    clients): the client should try again (503), which is not a fault of this code (500). Told by
+    SQLSTATE when the server answered; without one, by the error's kind (refused, reset, closed)."""
+    state = _sqlstate(exc)
+    if state is not None:
+        return state.startswith("08") or state in _UNAVAILABLE_STATES
     if isinstance(exc, DBAPIError):
         return exc.connection_invalidated or isinstance(exc, OperationalError)
     return isinstance(exc, _UNAVAILABLE)
+
+
+def limit_problem(path: str, exc: BaseException) -> Response:
+    """The 422 for a statement past one of PostgreSQL's limits that validation did not foresee."""
+    log.warning("PostgreSQL limit exceeded on %s: %s", path, exc)
+    return problem_response(
+        422,
+        "the data exceeds a PostgreSQL limit (too many fields, or a value or row too large); "
+        "nothing was written",
+        path,
+    )
+
+
+def program_limit(exc: BaseException) -> bool:
+    """SQLSTATE class 54 (a row, index entry or column count past PostgreSQL's limits): the data's
+    fault, a 422. The validator refuses these first, naming the field; this is the fallback."""
+    state = _sqlstate(exc)
+    return state is not None and state.startswith("54")
 
 
 _UNAVAILABLE = (

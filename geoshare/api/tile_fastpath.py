@@ -48,7 +48,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from geoshare.access import keys
 from geoshare.access.audit import TallyKey
 from geoshare.access.identity import Principal
-from geoshare.api import http_policy
+from geoshare.api import http_policy, input_text
 from geoshare.api.audit_middleware import ADMITTED, account, audit_key, leaf_routes
 from geoshare.api.auth import ANONYMOUS, KEY_PARAM, reused_principal
 from geoshare.api.routes import tiles
@@ -279,6 +279,8 @@ class TileFastPath:
     def _plan(state: Any, path: str, query: bytes, who: Principal) -> Plan | None:
         """The URL's plan for ``who``, when the route would answer it from a cached layer row; None
         for anything else (a key in the URL, malformed, unreadable: the route's to refuse)."""
+        if query and input_text.query_fault(query) is not None:
+            return None  # the app refuses it, naming the parameter
         parts = path.split("/")
         if len(parts) != _SEGMENTS or parts[3] != "tiles" or "//" in path or path[-1] == "/":
             return None

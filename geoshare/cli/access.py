@@ -6,7 +6,6 @@ platform admin key is made — ``geoshare key create --department <IT office> --
 
 from __future__ import annotations
 
-import getpass
 from collections.abc import Callable
 from datetime import datetime
 from typing import TypeVar
@@ -15,8 +14,8 @@ import typer
 from rich.console import Console
 from sqlalchemy import Connection
 
-from geoshare.access import store
-from geoshare.cli.layer import _one_line_errors
+from geoshare.access import audit, store
+from geoshare.cli.layer import _one_line_errors, cli_actor
 from geoshare.db.engine import get_engine
 
 department_app = typer.Typer(no_args_is_help=True, help="Register and list departments.")
@@ -46,7 +45,12 @@ def department_create(
     contact: str | None = typer.Option(None, help="who to ask"),
 ) -> None:
     """Register a department."""
-    dept = _in_transaction(lambda conn: store.create_department(conn, code, name, contact))
+    def create(conn: Connection) -> store.Department:
+        made = store.create_department(conn, code, name, contact)
+        audit.record_change(conn, cli_actor(), "department.create", f"department:{code}", {"name": name})
+        return made
+
+    dept = _in_transaction(create)
     _print(f"created department {dept.code}: {dept.name}")
 
 
@@ -70,12 +74,16 @@ def key_create(
     user: int | None = typer.Option(None, "--user", help="id of the user the key belongs to"),
 ) -> None:
     """Issue an API key and print it once."""
-    created = _in_transaction(
-        lambda conn: store.create_key(
+    def create(conn: Connection) -> store.CreatedKey:
+        made = store.create_key(
             conn, department, role, label=label, expires=expires, allowed_referrers=referrer,
-            allowed_ips=ip, user_id=user, created_by=f"cli:{getpass.getuser()}",
-        )
-    )  # fmt: skip
+            allowed_ips=ip, user_id=user, created_by=cli_actor(),
+        )  # fmt: skip
+        detail = {"department": department, "role": role}
+        audit.record_change(conn, cli_actor(), "key.create", f"key:{made.info.prefix}", detail)
+        return made
+
+    created = _in_transaction(create)
     info = created.info
     typer.echo(created.key)
     errors.print(
@@ -102,5 +110,10 @@ def key_revoke(
     prefix: str = typer.Argument(..., help="the key's prefix (the 8 characters after gsk_)"),
 ) -> None:
     """Revoke a key; it stops working on the next request."""
-    info = _in_transaction(lambda conn: store.revoke_key(conn, prefix))
+    def revoke(conn: Connection) -> store.KeyInfo:
+        revoked = store.revoke_key(conn, prefix)
+        audit.record_change(conn, cli_actor(), "key.revoke", f"key:{revoked.prefix}")
+        return revoked
+
+    info = _in_transaction(revoke)
     _print(f"revoked gsk_{info.prefix}_… ({info.department}, {info.role}) at {_when(info.revoked_at)}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -12,6 +13,7 @@ from rich.console import Console
 from sqlalchemy.exc import DBAPIError
 
 from geocode.model import CONFIDENT
+from geoshare.access import audit
 from geoshare.db.engine import get_engine
 from geoshare.services import address_layers, publishing, tile_pyramids
 from geoshare.settings import get_settings
@@ -110,6 +112,7 @@ def publish(
         time_field=time_field,
         kind=kind,  # type: ignore[arg-type]
     )
+    actor = actor or cli_actor()
     if address_column:
         result, report = _run(
             f"geocoding {address_column} of {file.name} and publishing it as {layer_id} …",
@@ -128,6 +131,7 @@ def publish(
             f"published {result.layer_id} version {result.version}: {result.feature_count} features",
             highlight=False,
         )
+        _audit_publish(result.layer_id, result.version, result.feature_count, actor)
         _render_dense_tiles(result.layer_id, result.feature_count)
         return
     result = _run(
@@ -143,7 +147,18 @@ def publish(
         f"(+{result.added} -{result.removed} ~{result.modified}, {result.repaired} repaired)",
         highlight=False,
     )
+    _audit_publish(result.layer_id, result.version, result.feature_count, actor)
     _render_dense_tiles(result.layer_id, result.feature_count)
+
+
+def cli_actor() -> str:
+    """Who makes a change from the command line, as the audit log and version history name them."""
+    return f"cli:{getpass.getuser()}"
+
+
+def _audit_publish(layer_id: str, version: int, features: int, actor: str) -> None:
+    detail = {"version": version, "features": features}
+    audit.record_change(get_engine(), actor, "layer.publish", f"layer:{layer_id}", detail)
 
 
 def _render_dense_tiles(layer_id: str, feature_count: int) -> None:
@@ -189,6 +204,7 @@ def versions(layer_id: str = typer.Argument(..., help="layer id")) -> None:
 def delete(layer_id: str = typer.Argument(..., help="layer id")) -> None:
     """Delete a layer with all its versions and history."""
     _run(f"deleting {layer_id} …", lambda: publishing.delete(get_engine(), layer_id))
+    audit.record_change(get_engine(), cli_actor(), "layer.delete", f"layer:{layer_id}")
     console.print(f"deleted {layer_id}", highlight=False)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 from enum import StrEnum
 from pathlib import Path
@@ -40,6 +41,8 @@ def serve(
         cfg = _front_config(host, port, f"{api_host}:{api_port}", workers, front_dir, front_cache_size)
         os.environ["GEOSHARE_FRONT_LOG"] = str(cfg.hit_log.resolve())  # the workers inherit these
         os.environ["GEOSHARE_FRONT_PID"] = str(cfg.pid_file.resolve())
+        os.environ["GEOSHARE_FRONT_GATE"] = str(cfg.gate_dir.resolve())
+        shutil.rmtree(cfg.gate_dir, ignore_errors=True)  # a previous run's gate: the workers reopen it
         try:
             nginx = NginxFront(cfg)
             nginx.start()
@@ -48,6 +51,9 @@ def serve(
         typer.echo(
             f"nginx front on http://{host}:{port} (cache in {front_dir / 'cache'}); API on port {api_port}"
         )
+    # X-Forwarded-For is believed from nginx alone when it fronts the API (it writes the one address
+    # it found), else from the configured proxies only; never from anyone who happens to send it
+    trusted = ["127.0.0.1"] if nginx is not None else list(get_settings().trusted_proxies)
     try:
         uvicorn.run(
             "geoshare.api.app:create_app",
@@ -57,6 +63,8 @@ def serve(
             workers=workers,
             log_level="info",
             access_log=False,
+            proxy_headers=bool(trusted),
+            forwarded_allow_ips=trusted or None,
             # a worker's first import (geospatial libraries, cold disk cache) can take several seconds
             # on a busy machine; uvicorn's 5 s default would kill and restart it as unresponsive
             timeout_worker_healthcheck=30,
@@ -78,6 +86,7 @@ def _front_config(host: str, port: int, upstream: str, workers: int, root: Path,
         # the app's limit is per address and worker: the front allows what the workers together allow
         anonymous_per_minute=limits.anonymous_per_minute * workers if limits.enabled else 0,
         upload_max_bytes=settings.upload_max_bytes,
+        trusted_proxies=settings.trusted_proxies,
     )
 
 

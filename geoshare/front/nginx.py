@@ -3,11 +3,19 @@
 A cached tile served by Python costs a worker ~100 µs of interpreter and socket work; nginx serves
 the same bytes from its cache (memory-mapped index, page-cached files) with none of it. Only what the
 app itself declares shareable is kept: responses marked ``public, …, immutable`` (versioned tile URLs
-of layers anyone may read). A new layer version makes new URLs, so the cache never needs purging
-and can never serve a stale tile; unversioned URLs (``no-cache``), private tiles and anything asked
-with a key or embed ticket always reach the app. What nginx answers itself (hits and its own 429s)
-it writes to a JSON log that the app ingests into the audit log (``access.front_log``), so every
-read is still accounted.
+of layers anyone may read). A new layer version makes new URLs, so the cache never needs purging;
+unversioned URLs (``no-cache``), private tiles and anything asked with a key or embed ticket always
+reach the app. A kept copy is answered only while the gate
+(``front.gate``) is open for its resource and version: a reclassification or a deletion closes it
+at once, and the request goes to the app.
+
+The client's address is the connection's, or, from a trusted proxy (``trusted_proxies``), the one
+that proxy names: nginx replaces any ``X-Forwarded-For`` a client sent with that one address, so the
+app (whose uvicorn believes only nginx) never sees an address a client made up.
+
+What nginx answers itself (hits, its own 429s, and the requests it refuses: 400, 413, 414, each an
+RFC 7807 body like the app's) it writes to a JSON log that the app ingests into the audit log
+(``access.front_log``), so every request is still accounted.
 """
 
 from __future__ import annotations
@@ -21,7 +29,10 @@ import socket
 import subprocess
 import time
 from dataclasses import dataclass
+from http import HTTPStatus
 from pathlib import Path
+
+import orjson
 
 from geoshare.api import http_policy
 
@@ -34,11 +45,13 @@ LOG_FORMAT = (
     '\'{"ts":$msec,"ip":"$remote_addr","method":"$request_method","path":"$uri",'
     '"status":$status,"bytes":$body_bytes_sent,"seconds":$request_time,"cache":"$upstream_cache_status"}\''
 )
-# set in each location: a location that sets any proxy header inherits none from its server
+GATE_DIR = "gate"
+# set in each location: a location that sets any proxy header inherits none from its server; the
+# client's address replaces whatever X-Forwarded-For it sent (a client can write any address there)
 _PROXY_HEADERS = """\
             proxy_set_header Connection "";
             proxy_set_header Host $http_host;
-            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            proxy_set_header X-Forwarded-For $remote_addr;
             proxy_set_header X-Forwarded-Proto $scheme;
 """
 _PROBLEM_429 = (
@@ -57,6 +70,11 @@ class FrontConfig:
     workers: int | str = "auto"
     anonymous_per_minute: int = 600  # per client address, for tiles asked without a key; 0: no limit
     upload_max_bytes: int = 2 * 1024**3
+    trusted_proxies: tuple[str, ...] = ()  # proxies in front of nginx whose X-Forwarded-For is believed
+
+    @property
+    def gate_dir(self) -> Path:
+        return self.root / GATE_DIR
 
     @property
     def hit_log(self) -> Path:
@@ -80,13 +98,30 @@ def _limit(per_minute: int) -> tuple[str, str]:
     return zone, use
 
 
+def _real_ip(trusted: tuple[str, ...]) -> str:
+    """The client's address behind trusted proxies: the right-most one in X-Forwarded-For that is
+    not a trusted proxy (``real_ip_recursive``); without trusted proxies, the connection's."""
+    if not trusted:
+        return ""
+    lines = [f"    set_real_ip_from {t};" for t in trusted]
+    return "\n".join([*lines, "    real_ip_header X-Forwarded-For;", "    real_ip_recursive on;", ""])
+
+
+def _problem(status: int, detail: str) -> str:
+    """An RFC 7807 body as a quoted nginx string (the app's problems, for what nginx refuses)."""
+    body = {"type": "about:blank", "title": HTTPStatus(status).phrase, "status": status, "detail": detail}
+    return orjson.dumps(body).decode().replace("'", "\\'")
+
+
 def render(cfg: FrontConfig) -> str:
     """The whole nginx.conf, every path inside ``cfg.root`` (nothing of the system's is touched)."""
     root = cfg.root.resolve()
     zone, limit = _limit(cfg.anonymous_per_minute)
+    too_large = _problem(413, f"the request body is larger than the {cfg.upload_max_bytes} bytes accepted")
     # with any origin allowed the CORS headers are the same for every Origin; otherwise they echo it
     cors = "o" if http_policy.CORS_ALLOW_ORIGINS == ("*",) else "$http_origin"
     user = "user root;\n" if hasattr(os, "geteuid") and os.geteuid() == 0 else ""
+    gate = root / GATE_DIR
     return f"""# written by `geoshare serve --front nginx`; edits are overwritten at the next start
 {user}worker_processes {cfg.workers};
 pid {root}/nginx.pid;
@@ -97,12 +132,7 @@ http {{
     default_type application/octet-stream;
     access_log off;
     server_tokens off;
-    # cached tiles go out by sendfile from descriptors kept open: measured on 2,000 cached tiles at 8
-    # connections, 0.77 of bare uvicorn's 20 KB rate against 0.60 with reads through 32 KB buffers
-    # and a file opened per hit (the tiles are immutable per URL, so a kept descriptor is never stale);
-    # tcp_nopush is left off: with sendfile over loopback it was 10x slower
     sendfile on;
-    open_file_cache max=20000 inactive=60s;
     keepalive_requests 100000;
     client_body_temp_path {root}/tmp/body;
     proxy_temp_path {root}/tmp/proxy;
@@ -111,7 +141,7 @@ http {{
     scgi_temp_path {root}/tmp/scgi;
     proxy_cache_path {root}/cache levels=1:2 keys_zone=gs_tiles:64m max_size={cfg.cache_max_size}
                      inactive=30d use_temp_path=off;
-
+{_real_ip(cfg.trusted_proxies)}
     # a request is anonymous (cacheable, limited per address) without a key or an embed ticket
     map "$http_x_api_key$arg_key$http_x_geoshare_embed" $gs_keyed {{ "" ""; default 1; }}
     map $gs_keyed $gs_anonymous {{ "" $binary_remote_addr; default ""; }}
@@ -119,8 +149,26 @@ http {{
     # the key in normal form, so every browser's Accept-Encoding shares one gzip copy
     map $http_accept_encoding $gs_gzip {{ "~*gzip" gzip; default ""; }}
     map $http_origin $gs_cors {{ "" ""; default {cors}; }}
-    # what nginx answered itself goes to the hit log, for the app to audit
-    map "$upstream_cache_status:$status" $gs_front_answered {{ "~^HIT:" 1; "~^:429$" 1; default 0; }}
+    # the gate (front.gate): the file a kept copy of this URL needs, named for its resource and v
+    map $uri $gs_gate_resource {{
+        "~^/collections/(?<gs_gl>[a-z][a-z0-9_-]{{0,62}})/tiles/" "layer.$gs_gl";
+        "~^/imagery/(?<gs_gi>[a-z][a-z0-9_-]{{0,62}})/tiles/" "imagery.$gs_gi";
+        "~^/basemap/tiles/" "basemap";
+        default "";
+    }}
+    map $arg_v $gs_gate_version {{ "~^[0-9a-f.]{{1,200}}$" $arg_v; default ""; }}
+    map "$gs_gate_resource:$gs_gate_version" $gs_gate_file {{
+        "~^(?<gs_gr>[a-z][a-z0-9_.-]*):(?<gs_gv>[0-9a-f.]+)$" "$gs_gr.$gs_gv";
+        default "-";
+    }}
+    # a request the cache does not answer goes to the app with the client's If-None-Match (a 304)
+    map "$gs_keyed$gs_gated" $gs_revalidate {{ "" ""; default $http_if_none_match; }}
+    # what nginx answered itself (hits, its 429s and the requests it refused) goes to the hit log
+    map "$upstream_cache_status:$upstream_addr:$status" $gs_front_answered {{
+        "~^HIT:" 1;
+        "~^::(400|413|414|429)$" 1;
+        default 0;
+    }}
     log_format gs_front escape=json {LOG_FORMAT};
 {zone}
     upstream gs_api {{
@@ -137,24 +185,58 @@ http {{
         proxy_read_timeout 3600s;
         proxy_send_timeout 3600s;
 
+        # the gate is checked here, where nginx keeps no open-file cache: a closed gate is seen at
+        # the next request (a stat of one small directory; see benchmarks/front_gate.py)
+        set $gs_gated 1;
+        if (-f {gate}/$gs_gate_file) {{
+            set $gs_gated "";
+        }}
+
+        # what nginx refuses itself answers as the app does (a URI: a request line nginx could not
+        # read has none for a named location)
+        error_page 400 /.gs-problem/400;
+        error_page 413 /.gs-problem/413;
+        error_page 414 /.gs-problem/414;
+        error_page 429 = @gs_too_many;
+
         location ~ {TILE_LOCATION} {{
             proxy_pass http://gs_api;
 {_PROXY_HEADERS}            proxy_set_header Accept-Encoding $gs_gzip;
+            proxy_set_header If-None-Match $gs_revalidate;
             proxy_cache gs_tiles;
             proxy_cache_key "$gs_gzip|$gs_cors|$request_uri";
             proxy_ignore_headers Vary;
-            proxy_cache_bypass $gs_keyed;
-            proxy_no_cache $gs_keyed;
+            proxy_cache_bypass $gs_keyed $gs_gated;
+            proxy_no_cache $gs_keyed $gs_gated;
             proxy_cache_lock on;
             add_header X-Cache $upstream_cache_status always;
+            # cached tiles go out by sendfile from descriptors kept open: on 2,000 cached tiles at 8
+            # connections 0.77 of bare uvicorn's 20 KB rate, against 0.60 with a file opened per hit
+            # (a kept tile is immutable per URL, so a kept descriptor is never stale); tcp_nopush
+            # is left off: with sendfile over loopback it was 10x slower
+            open_file_cache max=20000 inactive=60s;
 {limit}            limit_req_status 429;
-            error_page 429 = @gs_too_many;
         }}
 
         location @gs_too_many {{
             default_type application/problem+json;
             add_header Retry-After 60 always;
             return 429 '{_PROBLEM_429}';
+        }}
+        location = /.gs-problem/400 {{
+            internal;
+            default_type application/problem+json;
+            return 400 '{_problem(400, "the request is malformed")}';
+        }}
+        location = /.gs-problem/413 {{
+            internal;
+            default_type application/problem+json;
+            return 413 '{too_large}';
+        }}
+        location = /.gs-problem/414 {{
+            internal;
+            default_type application/problem+json;
+            return 414 '{_problem(414, "the request line or a header is too long")}';
         }}
 
         location / {{
@@ -175,7 +257,7 @@ def nginx_binary() -> str | None:
 
 
 def write(cfg: FrontConfig) -> Path:
-    for sub in ("logs", "tmp", "cache"):
+    for sub in ("logs", "tmp", "cache", GATE_DIR):
         (cfg.root / sub).mkdir(parents=True, exist_ok=True)
     cfg.conf_path.write_text(render(cfg), encoding="utf-8")
     return cfg.conf_path

@@ -14,10 +14,11 @@ from sqlalchemy import Engine, text
 from geocode.index import AddressIndex
 from geoshare.services import address_layers
 from layers.errors import InvalidInput
-from layers.ingest import read_source
+from layers.ingest import DEFAULT_LIMITS, ReadLimits, read_source
+from layers.ingest.limits import too_large
 from layers.ingest.tabular import _typed, read_table
 from layers.model import LayerMetadata
-from layers.publish import check_layer_id, check_metadata
+from layers.publish import check_layer_id, check_metadata, report_warnings
 from layers.validate import PreparedLayer, prepare
 
 LISTED = 100  # repaired features and unmatched rows listed in a report
@@ -81,17 +82,24 @@ def _report(
         "fields": [{"name": a.name, "type": a.type} for a in prepared.attributes],
         "repaired": len(prepared.repaired),
         "repaired_features": prepared.repaired[:LISTED],
-        "warnings": _warnings(current, metadata),
+        # who-sees-what changes, then what the data made doubtful (as the publish reports it)
+        "warnings": _warnings(current, metadata) + report_warnings(source, prepared),
         "source": source,
     }
 
 
 def dry_run_file(
-    engine: Engine, layer_id: str, path: Path, metadata: LayerMetadata, source_name: str, **options: Any
+    engine: Engine,
+    layer_id: str,
+    path: Path,
+    metadata: LayerMetadata,
+    source_name: str,
+    limits: ReadLimits = DEFAULT_LIMITS,
+    **options: Any,
 ) -> dict[str, Any]:
     """What publishing ``path`` would give, from the same reader and validator; raises as they do."""
     current = _current(engine, layer_id, metadata)
-    source = read_source(path, label=source_name, **options)
+    source = read_source(path, label=source_name, limits=limits, **options)
     if len(source.frame) == 0:
         raise InvalidInput("the file holds no features", field="file")
     prepared = prepare(source.frame, metadata, CRS.from_user_input(source.source_crs))
@@ -109,9 +117,12 @@ def dry_run_addresses(
     *,
     encoding: str | None,
     min_score: float,
+    limits: ReadLimits = DEFAULT_LIMITS,
 ) -> dict[str, Any]:
     """What publishing an address CSV would give: the match rate and the first unmatched lines too."""
     current = _current(engine, layer_id, metadata)
+    if path.stat().st_size > limits.max_bytes:  # read whole into memory: refuse it before
+        raise too_large(source_name, "the data", limits)
     table, used = read_table(path.read_bytes(), source_name, encoding=encoding)
     if table.empty:
         raise InvalidInput(f"{source_name} has a header but no rows", field="file")

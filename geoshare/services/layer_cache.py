@@ -11,13 +11,19 @@ connection) nothing is served from the cache; a row read concurrently with a cha
 if no notification arrived while it was being read (a generation counter); and ``sync()`` waits
 until every change committed before it has been applied, for callers that must see their own
 writes (the worker that publishes calls ``invalidate`` directly as well).
+
+Listeners (``add_listener``: the front cache's gate) run in the listening thread after each
+change, on every (re)connection and every ``every`` seconds besides, so ``sync()`` returning means
+they have seen every change committed before it.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 import uuid
+from collections.abc import Callable
 
 import psycopg
 from sqlalchemy import Connection, Engine
@@ -30,6 +36,7 @@ log = logging.getLogger("geoshare.layer_cache")
 CHANNEL = "gs_layer"
 ACCESS_CHANNEL = "gs_access"  # keys, users, departments, agreements (migration 0008)
 _SYNC = "sync:"
+IMAGERY_PREFIX = "imagery:"
 
 
 class LayerCache:
@@ -46,6 +53,8 @@ class LayerCache:
         self.principals: dict[str, object] = {}
         self.access_generation = 0
         self._thread: threading.Thread | None = None
+        self._listeners: list[tuple[Callable[[], None], float]] = []
+        self._last_heard = 0.0  # when the listeners last ran (monotonic)
 
     # -- reading -------------------------------------------------------------------------------
 
@@ -90,6 +99,22 @@ class LayerCache:
     def stop(self) -> None:
         self._stop.set()
 
+    def add_listener(self, listener: Callable[[], None], every: float) -> None:
+        """Call ``listener`` after every change, on every (re)connection and every ``every`` s."""
+        self._listeners.append((listener, every))
+        self._last_heard = 0.0  # due at the next turn of the listening loop
+
+    def _tell_listeners(self, periodic: bool = False) -> None:
+        now = time.monotonic()
+        for listener, every in self._listeners:
+            if periodic and now - self._last_heard < every:
+                continue
+            try:
+                listener()
+            except Exception:  # noqa: BLE001 - a listener's failure must not stop the listening
+                log.warning("layer change listener %r failed", listener, exc_info=True)
+        self._last_heard = now
+
     def sync(self, timeout: float = 5.0) -> bool:
         """Block until every change committed before this call has reached this worker's cache."""
         if not self._live:
@@ -119,6 +144,7 @@ class LayerCache:
                         self._generation += 1
                         self._forget_principals()
                         self._live = True
+                    self._tell_listeners()
                     delay = 0.5
                     while not self._stop.is_set():
                         for note in conn.notifies(timeout=1.0):
@@ -126,6 +152,7 @@ class LayerCache:
                                 self._forget_principals()
                             else:
                                 self._apply(note.payload)
+                        self._tell_listeners(periodic=True)
             except Exception as exc:  # noqa: BLE001 - any failure: stop serving from the cache, retry
                 if not self._stop.is_set():
                     log.warning(
@@ -157,7 +184,9 @@ class LayerCache:
             if event is not None:
                 event.set()
             return
-        self.invalidate(None if payload == "*" else payload)
+        if not payload.startswith(IMAGERY_PREFIX):  # imagery (migration 0012) concerns listeners only
+            self.invalidate(None if payload == "*" else payload)
+        self._tell_listeners()
 
 
 def layer_cache(state: object) -> LayerCache:

@@ -15,12 +15,30 @@ from geoshare.access import policy
 from geoshare.access.identity import Principal
 from geoshare.settings import Settings
 from layers.changes import ChangePage, changes_since
+from layers.ingest import DEFAULT_LIMITS, ReadLimits
+from layers.ingest.limits import MiB
 from layers.model import LayerMetadata
 from layers.publish import PublishResult, delete_layer, prune_versions, publish_file
 from layers.registry import TRUSTED, get_layer
 from layers.versions import VersionInfo, list_versions
 
 log = logging.getLogger("geoshare.publishing")
+
+#: bytes of data one upload may hold once expanded (an archive's members, or the loose file): it is
+#: read whole into memory, about three times its size as a frame, so this rather than the upload
+#: limit is what bounds a worker's memory; larger layers go through the CLI (trusted, unbounded)
+UPLOAD_DATA_MAX_BYTES = 256 * MiB
+UPLOAD_MAX_RATIO = 100.0  # expanded : compressed, for each archive member …
+UPLOAD_RATIO_FLOOR = 16 * MiB  # … once it is past this size
+
+
+def upload_limits(settings: Settings) -> ReadLimits:
+    """What reading an HTTP upload may cost: never more data than the upload limit lets in."""
+    return ReadLimits(
+        max_bytes=min(settings.upload_max_bytes, UPLOAD_DATA_MAX_BYTES),
+        max_ratio=UPLOAD_MAX_RATIO,
+        ratio_floor=UPLOAD_RATIO_FLOOR,
+    )
 
 
 def publish(
@@ -38,7 +56,10 @@ def publish(
     where: str | None = None,
     actor: str | None = None,
     source_name: str | None = None,
+    limits: ReadLimits = DEFAULT_LIMITS,
 ) -> PublishResult:
+    """Publish ``path`` in one transaction; ``limits``: ``upload_limits`` for uploads, the engine's
+    defaults (bombs refused, size unbounded) for the trusted CLI."""
     with engine.begin() as conn:
         result = publish_file(
             conn,
@@ -53,6 +74,7 @@ def publish(
             where=where,
             actor=actor,
             source_name=source_name,
+            limits=limits,
         )
     prune(engine, settings, layer_id)
     return result

@@ -6,13 +6,17 @@ When that site frames ``/embed``, the browser sends the site's origin as the Ref
 comes from the GeoShare page and carries GeoShare's own origin, which the key does not allow.
 
 So ``/embed`` checks the key against the framing site once, then hands the page a short-lived
-ticket: ``HMAC(server secret, key prefix | origin | expiry)``. The page sends it in the
-``X-GeoShare-Embed`` header; this middleware verifies it and, for that one request, presents the
-ticket's origin as the request's Origin, so the ordinary key check runs unchanged. A ticket names
-the key it was issued for and is refused with any other; without the server secret none can be
-made, and an expired or forged one is simply ignored (the key check then refuses the request as
-before). Tickets are no weaker than the binding itself: whoever can obtain one could already send
-that Origin header from outside a browser.
+ticket: ``HMAC(server secret, key prefix | origin | layers | base map | expiry)``. The page sends
+it in the ``X-GeoShare-Embed`` header; this middleware verifies it and, for that one request,
+presents the ticket's origin as the request's Origin, so the ordinary key check runs unchanged. A
+ticket names the key it was issued for and is refused with any other; without the server secret
+none can be made, and an expired or forged one is simply ignored (the key check then refuses the
+request as before).
+
+A ticket is scoped to what its embed shows (``covers``): reads of the embed's own layers (their
+collection, items and tiles), the base map or image it was made with, fonts and address search. It
+vouches for nothing else: not another layer the key could read, not an export, not a write. So a
+ticket lifted from a page is no more than that page's map.
 """
 
 from __future__ import annotations
@@ -22,7 +26,8 @@ import hashlib
 import hmac
 import secrets
 import time
-from urllib.parse import parse_qsl
+from collections.abc import Iterable
+from dataclasses import dataclass
 
 from sqlalchemy import Engine, text
 from starlette.concurrency import run_in_threadpool
@@ -48,19 +53,51 @@ def _mac(secret: bytes, payload: str) -> bytes:
     return hmac.new(secret, payload.encode(), hashlib.sha256).digest()[:_MAC_BYTES]
 
 
-def issue(secret: bytes, key_prefix: str, origin: str, now: float | None = None) -> str:
+@dataclass(frozen=True, slots=True)
+class Vouch:
+    """What a valid ticket vouches for: the framing site's origin, for the embed's resources."""
+
+    origin: str
+    layers: frozenset[str]
+    basemap: str  # light, dark or an imagery id
+
+    def covers(self, method: str, path: str) -> bool:
+        """Whether the request is one the embed itself makes (reads of its map, address search)."""
+        if method not in ("GET", "HEAD"):
+            return False
+        if path in _ALWAYS or path.startswith(_ALWAYS_UNDER):
+            return True
+        parts = path.split("/")
+        if len(parts) >= 3 and parts[1] == "collections" and parts[2] in self.layers:
+            return len(parts) == 3 or parts[3] in ("tiles", "items")
+        return len(parts) >= 4 and parts[1] == "imagery" and parts[2] == self.basemap and parts[3] == "tiles"
+
+
+_ALWAYS = frozenset({"/basemap", "/geocode", "/geocode/reverse"})
+_ALWAYS_UNDER = ("/basemap/", "/fonts/")
+
+
+def issue(
+    secret: bytes,
+    key_prefix: str,
+    origin: str,
+    layers: Iterable[str] = (),
+    basemap: str = "light",
+    now: float | None = None,
+) -> str:
     expires = int((now if now is not None else time.time()) + TTL_SECONDS)
-    payload = f"{key_prefix}|{origin}|{expires}"
+    payload = "|".join((key_prefix, origin, ",".join(sorted(set(layers))), basemap, str(expires)))
     return f"{_b64(payload.encode())}.{_b64(_mac(secret, payload))}"
 
 
-def verify(secret: bytes, ticket: str, key_prefix: str, now: float | None = None) -> str | None:
-    """The origin a valid, current ticket for ``key_prefix`` vouches for; None otherwise."""
+def verify(secret: bytes, ticket: str, key_prefix: str, now: float | None = None) -> Vouch | None:
+    """What a valid, current ticket for ``key_prefix`` vouches for; None otherwise."""
     try:
         payload_b64, mac_b64 = ticket.split(".", 1)
         payload = _unb64(payload_b64).decode()
         mac = _unb64(mac_b64)
-        prefix, origin, expires = payload.rsplit("|", 2)
+        prefix, rest = payload.split("|", 1)
+        origin, layers, basemap, expires = rest.rsplit("|", 3)
         expires_at = int(expires)
     except (ValueError, UnicodeDecodeError):
         return None
@@ -68,7 +105,7 @@ def verify(secret: bytes, ticket: str, key_prefix: str, now: float | None = None
         return None
     if expires_at < (now if now is not None else time.time()):
         return None
-    return origin
+    return Vouch(origin, frozenset(filter(None, layers.split(","))), basemap)
 
 
 def load_secret(engine: Engine) -> bytes:
@@ -96,16 +133,6 @@ def secret_for(state: object) -> bytes:
     return cached
 
 
-def _request_key(scope: Scope) -> str | None:
-    for name, value in scope["headers"]:
-        if name == b"x-api-key":
-            return value.decode("latin-1").strip()
-    for name, value in parse_qsl(scope.get("query_string", b"").decode("latin-1")):
-        if name == "key":
-            return value.strip()
-    return None
-
-
 class EmbedTicketMiddleware:
     """Pure ASGI: requests without the header pass through untouched, at the cost of one scan of
     the header list."""
@@ -121,15 +148,14 @@ class EmbedTicketMiddleware:
         await self.app(scope, receive, send)
 
     async def _vouched(self, scope: Scope, ticket: str) -> Scope:
-        key = _request_key(scope)
-        prefix = keys.parse_prefix(key) if key else None
+        prefix = keys.sent_key(scope).prefix
         if prefix is None:
             return scope
         state = scope["app"].state
         secret = getattr(state, "embed_secret", None) or await run_in_threadpool(secret_for, state)
-        origin = verify(secret, ticket, prefix)
-        if origin is None:
+        vouch = verify(secret, ticket, prefix)
+        if vouch is None or not vouch.covers(scope["method"], scope["path"]):
             return scope
         headers = [(k, v) for k, v in scope["headers"] if k not in (b"origin", b"referer", HEADER.encode())]
-        headers.append((b"origin", origin.encode("latin-1")))
+        headers.append((b"origin", vouch.origin.encode("latin-1")))
         return {**scope, "headers": headers}

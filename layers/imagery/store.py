@@ -26,6 +26,8 @@ from layers.model import SHARING_CLASSES
 from layers.registry import TRUSTED, Visibility
 
 DEFAULT_DIR = "data/imagery"
+#: hex digits of the checksum that tile URLs carry as ``v=`` (what makes them immutable)
+URL_VERSION_CHARS = 12
 _ID = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 
 

@@ -10,14 +10,16 @@ from layers.errors import InvalidInput
 Format = Literal["zip", "gpkg", "geojson", "shapefile", "csv", "osm"]
 
 
-def sniff(path: Path) -> Format:
+def sniff(path: Path, label: str | None = None) -> Format:
+    """The format of ``path``; messages name ``label`` (the uploaded file's own name), not the path."""
+    label = label or path.name
     try:
         with path.open("rb") as f:
             head = f.read(64)
     except OSError as exc:
-        raise InvalidInput(f"cannot open {path.name}: {exc.strerror}", field="file") from exc
+        raise InvalidInput(f"cannot open {label}: {exc.strerror}", field="file") from exc
     if not head.strip(b" \t\r\n\xef\xbb\xbf"):
-        raise InvalidInput(f"{path.name} is empty", field="file")
+        raise InvalidInput(f"{label} is empty", field="file")
     suffix = path.suffix.lower()
     if head.startswith((b"PK\x03\x04", b"PK\x05\x06")) or suffix == ".zip":
         return "zip"
@@ -33,7 +35,7 @@ def sniff(path: Path) -> Format:
     if suffix in (".csv", ".txt", ".tsv", ""):
         return "csv"
     if suffix == ".gpkg":
-        raise InvalidInput(f"{path.name} is not a GeoPackage (not an SQLite file)", field="file")
+        raise InvalidInput(f"{label} is not a GeoPackage (not an SQLite file)", field="file")
     raise InvalidInput(
         f"unsupported file type {suffix!r}: publish GeoJSON, a zipped Shapefile, a GeoPackage or a CSV",
         field="file",

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import re
+
 import geopandas as gpd
 import pandas as pd
 import pyogrio
@@ -9,11 +12,18 @@ import pyogrio
 from layers.errors import InvalidInput
 
 
+def _message(exc: Exception, source: str, label: str) -> str:
+    """GDAL's message with the server's paths (the source and anything beside it) named as ``label``."""
+    folder = os.path.dirname(source.removeprefix("/vsizip/"))
+    text = str(exc).replace(source, label)
+    return re.sub(re.escape(folder) + r"/[^\s'\",;:)]*", label, text) if folder else text
+
+
 def _single_layer(source: str, label: str, wanted: str | None = None) -> str | None:
     try:
         layers = pyogrio.list_layers(source)
     except Exception as exc:  # noqa: BLE001 - any GDAL failure here means an unreadable upload
-        raise InvalidInput(f"cannot read {label}: {exc}", field="file") from exc
+        raise InvalidInput(f"cannot read {label}: {_message(exc, source, label)}", field="file") from exc
     if wanted is not None:
         names = [str(name) for name, _ in layers]
         if wanted not in names:
@@ -62,8 +72,10 @@ def read_vector(
         ) from exc
     except Exception as exc:  # noqa: BLE001 - GDAL/pyogrio errors on a bad file are the publisher's to fix
         if where is not None and ("SQL" in str(exc) or "where" in str(exc).lower()):
-            raise InvalidInput(f"the where filter cannot be applied: {exc}", field="where") from exc
-        raise InvalidInput(f"cannot read {label}: {exc}", field="file") from exc
+            raise InvalidInput(
+                f"the where filter cannot be applied: {_message(exc, source, label)}", field="where"
+            ) from exc
+        raise InvalidInput(f"cannot read {label}: {_message(exc, source, label)}", field="file") from exc
     for name, ogr_type in zip(info["fields"], info["ogr_types"], strict=False):
         if ogr_type == "OFTDate" and name in frame.columns:
             frame[name] = _as_dates(frame[name])

@@ -26,6 +26,7 @@ from geocode import admin
 from geocode.normalize import MAX_QUERY_CHARS
 from geocode.reverse import reverse, reverse_many
 from geoshare.api.deps import get_conn
+from geoshare.api.input_text import text_fault
 from geoshare.api.responses import json_response
 from geoshare.services import compat_amap as amap
 from geoshare.services import compat_tianditu as tianditu
@@ -245,6 +246,8 @@ def tianditu_geocoder(request: Request) -> Response:
             keyword = query.get("keyWord", query.get("keyword"))
             if not isinstance(keyword, str) or not keyword.strip():
                 raise CompatError("ds needs a non-empty keyWord")
+            if (problem := text_fault(keyword)) is not None:  # a JSON escape, past the URL rule
+                raise CompatError(f"keyWord {problem}")
             if len(keyword) > MAX_QUERY_CHARS:
                 raise CompatError(f"keyWord is longer than {MAX_QUERY_CHARS} characters")
             return json_response(tianditu.geocoder_response(forward(request.app, keyword, limit=1)))

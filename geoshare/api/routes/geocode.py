@@ -14,6 +14,7 @@ from fastapi.responses import Response
 
 from geocode.model import Candidate, Components, GeocodeResult
 from geocode.normalize import MAX_QUERY_CHARS
+from geoshare.api.input_text import text_fault
 from geoshare.api.responses import json_response
 from geoshare.api.routes import jobs
 from geoshare.services import geocoding
@@ -77,6 +78,13 @@ def check_address(value: str | None, field: str) -> str:
             f"{field} is longer than {MAX_QUERY_CHARS} characters; is it an address?", field=field
         )
     return value
+
+
+def _refuse_controls(value: str, field: str) -> None:
+    """The URL rule (``api.input_text``) for a JSON body's strings, which it cannot see."""
+    problem = text_fault(value)
+    if problem is not None:
+        raise BadParameter(f"{field} {problem}", field=field)
 
 
 @router.get("/geocode", summary="Address → coordinates (forward geocoding)")
@@ -153,6 +161,10 @@ async def geocode_batch(request: Request) -> Response:
     for i, a in enumerate(addresses):
         if not isinstance(a, str):
             raise BadParameter(f"addresses[{i}] is not a string", field=f"addresses[{i}]")
+        _refuse_controls(a, f"addresses[{i}]")
+    for name in ("city", "district"):
+        if isinstance(options.get(name), str):
+            _refuse_controls(options[name], name)
     limit = options.get("limit", 1)
     if not isinstance(limit, int) or not 1 <= limit <= LIMIT_MAX:
         raise BadParameter(f"limit must be an integer within 1..{LIMIT_MAX}", field="limit")

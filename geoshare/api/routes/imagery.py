@@ -43,7 +43,7 @@ log = logging.getLogger("geoshare.imagery")
 router = APIRouter(tags=["imagery"])
 
 JSON = "application/json"
-VERSION_PREFIX = 12  # hex digits of the checksum in ``v=``
+VERSION_PREFIX = store.URL_VERSION_CHARS  # hex digits of the checksum in ``v=``
 _MIN_VERSION = 8
 _IMMUTABLE = "max-age=31536000, immutable"
 _REVALIDATE = "max-age=60"

@@ -37,6 +37,7 @@ from geoshare.services import address_layers, geocoding, publishing, tile_pyrami
 from geoshare.services.dry_run import dry_run_addresses, dry_run_file
 from geoshare.services.layer_cache import layer_cache
 from layers.errors import NotFound
+from layers.ingest.limits import too_large
 from layers.model import LayerMetadata
 from layers.registry import get_layer, layer_owner
 
@@ -227,10 +228,13 @@ async def publish_layer(
     }
     options.update({k: v for k, v in given.items() if v})
     settings = request.app.state.settings
+    limits = publishing.upload_limits(settings)
     geocoded: dict[str, Any] | None = None
     with tempfile.TemporaryDirectory(prefix="geoshare-upload-") as folder:
         path = await run_in_threadpool(_spool, file, Path(folder), settings.upload_max_bytes)
         source_name = Path(file.filename or "upload").name
+        if address_column and path.stat().st_size > limits.max_bytes:  # read whole into memory
+            raise too_large(source_name, "the data", limits)
         if dry_run and address_column:
             report = await run_in_threadpool(
                 dry_run_addresses,
@@ -243,11 +247,12 @@ async def publish_layer(
                 address_column,
                 encoding=options.get("encoding"),
                 min_score=min_score,
+                limits=limits,
             )
             return _dry_run_json(report)
         if dry_run:
             report = await run_in_threadpool(
-                dry_run_file, request.app.state.engine, layer_id, path, meta, source_name, **options
+                dry_run_file, request.app.state.engine, layer_id, path, meta, source_name, limits, **options
             )
             return _dry_run_json(report)
         if address_column:
@@ -277,7 +282,8 @@ async def publish_layer(
                 path,
                 meta,
                 actor=request.headers.get("x-geoshare-user"),
-                source_name=Path(file.filename or "upload").name,
+                source_name=source_name,
+                limits=limits,
                 **options,
             )
     layer_cache(request.app.state).invalidate(result.layer_id)  # this worker sees its own publish at once
@@ -295,6 +301,7 @@ async def publish_layer(
         "removed": result.removed,
         "modified": result.modified,
         "repaired": result.repaired,
+        "warnings": result.warnings,  # what the data made doubtful (integers kept as text, a CRS …)
         # the densest tiles are being pre-rendered in the background; until then they are cut on request
         "dense_tiles": "rendering" if rendering else "none",
         "links": _links(base, result.layer_id),

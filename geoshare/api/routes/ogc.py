@@ -33,7 +33,7 @@ from geoshare.services.layer_cache import LayerCache, layer_cache
 from layers.crs import CrsDef, resolve_crs
 from layers.model import LayerInfo
 from layers.query import fetch_feature, fetch_page
-from layers.registry import get_layer, layer_not_found, list_layers, redact
+from layers.registry import get_layer, list_layers, redact
 
 router = APIRouter(tags=["OGC API – Features"])
 
@@ -109,13 +109,16 @@ def readable(
 ) -> tuple[LayerInfo, frozenset[str]]:
     """The layer as ``who`` may see it (hidden fields redacted) and those hidden fields; a layer
     ``who`` may not read is "not found", exactly like an unknown id. With ``cache`` the registry row
-    comes from the worker's layer cache (no database round trip when it is there)."""
+    comes from the worker's layer cache (no database round trip when it is there). A cached row the
+    reader may not see is looked up again under the reader's own visibility: the refusal then costs
+    the one lookup an unknown id costs, so its timing does not tell the two apart."""
+    visibility = policy.visibility(who)
     if cache is None:
-        layer = get_layer(conn, collection_id, policy.visibility(who))
+        layer = get_layer(conn, collection_id, visibility)
     else:
         layer = cache.get(conn, collection_id)
-        if not policy.visibility(who).allows(layer):
-            raise layer_not_found(collection_id)
+        if not visibility.allows(layer):
+            layer = get_layer(conn, collection_id, visibility)  # NotFound, as for an unknown id
     hidden = policy.hidden_fields(who, layer)
     return redact(layer, hidden), hidden
 

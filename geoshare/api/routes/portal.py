@@ -384,7 +384,7 @@ async def embed_page(request: Request) -> Response:
         origin = origin_of(request_origin(request))
         if prefix and origin:
             secret = await run_in_threadpool(embed_ticket.secret_for, request.app.state)
-            ticket = embed_ticket.issue(secret, prefix, origin)
+            ticket = embed_ticket.issue(secret, prefix, origin, layers, basemap)
     config = {
         "layers": layers,
         "center": list(center) if center else None,

@@ -248,7 +248,9 @@ async def tile(
     z, row, col, version = tile_address(params, tms_id, tile_matrix, tile_row, tile_col)
     state = request.app.state
     cached = layer_cache(state).peek(collection_id)
-    if cached is not None:
+    # a layer this reader may not see is refused by the database path, as an unknown id is: in the
+    # same time (``ogc.readable``)
+    if cached is not None and policy.visibility(who).allows(cached):
         plan = tile_plan(cached, params, collection_id, who, tms_id, z, row, col, version)
         hit = memory_answer(state, plan.key, plan.headers, request.headers.get("if-none-match"))
         if hit is None and is_plain(plan.request):

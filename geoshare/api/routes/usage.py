@@ -22,6 +22,7 @@ from sqlalchemy import Connection, text
 from starlette.datastructures import QueryParams
 from starlette.responses import Response
 
+from geoshare.access import policy
 from geoshare.access.audit import AuditConfig
 from geoshare.access.identity import Principal
 from geoshare.api.auth import KEY_PARAM, require_authenticated, require_platform_admin
@@ -163,12 +164,24 @@ def usage_rows(
     layer: str | None = None,
     kind: str | None = None,
 ) -> list[dict[str, Any]]:
-    """The roll-up summed by ``groups`` within what ``who`` may see (one query)."""
+    """The roll-up summed by ``groups`` within what ``who`` may see (one query). A layer ``who`` may
+    not read is named in no row, not even among its own calls (a probe of a restricted layer's id
+    must not learn that it exists): its calls count as calls on no layer, like an unknown id's."""
     where = ["day BETWEEN :start AND :end"]
-    bind: dict[str, Any] = {"start": start, "end": end}
+    visible, bind = policy.visibility(who).predicate("l")
+    bind.update({"start": start, "end": end})
+    source = "gs.usage_daily"
     if not who.is_platform_admin:
         where.append("(department_code = :own OR layer_department = :own)")
         bind["own"] = who.department
+        seen = f"(u.layer_department = :own OR {visible})"
+        source = f"""(
+            SELECT u.day, u.department_code, u.endpoint_kind, u.calls, u.items, u.errors, u.limited,
+                   u.bytes, u.duration_ms, CASE WHEN {seen} THEN u.layer_id END AS layer_id,
+                   CASE WHEN {seen} THEN u.layer_department END AS layer_department
+            FROM gs.usage_daily u LEFT JOIN gs.layer l ON l.id = u.layer_id
+            WHERE u.day BETWEEN :start AND :end
+        ) AS usage_daily"""
     if department == ANONYMOUS:
         where.append("department_code IS NULL")
     elif department is not None:
@@ -184,7 +197,7 @@ def usage_rows(
                sum(calls)::bigint AS calls, sum(items)::bigint AS items, sum(errors)::bigint AS errors,
                sum(limited)::bigint AS limited, sum(bytes)::bigint AS bytes,
                round((sum(duration_ms) / nullif(sum(calls), 0))::numeric, 2)::float8 AS avg_ms
-        FROM gs.usage_daily
+        FROM {source}
         WHERE {" AND ".join(where)}
         {"GROUP BY " + ", ".join(str(i) for i in range(1, len(groups) + 1)) if groups else ""}
         HAVING sum(calls) > 0

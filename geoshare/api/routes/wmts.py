@@ -34,6 +34,7 @@ from geoshare.api.deps import base_url, get_conn
 from geoshare.api.problems import Problem
 from geoshare.api.routes import imagery as imagery_routes
 from geoshare.api.routes.raster import TileAddress, basemap_raster, layer_raster
+from geoshare.api.routes.tiles import tile_source
 from geoshare.api.wmts_xml import BY_IDENTIFIER, MatrixSetDef, WmtsLayer
 from geoshare.services.basemap import basemap_config, readable_parts
 from geoshare.services.layer_cache import layer_cache
@@ -266,6 +267,15 @@ def _narrowed(request: Request, version: str | None) -> Request:
     return Request({**request.scope, "query_string": urlencode(pairs).encode()}, request.receive)
 
 
+def _known(request: Request, conn: Connection, who: Principal, layer: str) -> None:
+    """Nothing for a layer ``who`` may read; otherwise the unknown-layer error (``Layer``), the same
+    one the tile itself would give, worded alike for unknown and unreadable layers."""
+    if layer.startswith(IMAGERY_PREFIX):
+        imagery_store.get_imagery(conn, layer.removeprefix(IMAGERY_PREFIX), policy.visibility(who))
+    else:
+        tile_source(conn, layer, who, request)
+
+
 def _tile(request: Request, conn: Connection, who: Principal, call: TileCall) -> Response:
     if call.layer == BASEMAP:
         style = call.style if call.style not in ("", DEFAULT_STYLE) else "light"
@@ -274,6 +284,7 @@ def _tile(request: Request, conn: Connection, who: Principal, call: TileCall) ->
         tile = _address(call, _format(call.media, RASTER_FORMATS))
         return basemap_raster(conn, request, who, tile, style, call.version)
     if call.style not in ("", DEFAULT_STYLE):
+        _known(request, conn, who, call.layer)  # a style is wrong only for a layer that exists
         raise _invalid("Style", f"Style {call.style!r} is not offered; use {DEFAULT_STYLE!r}")
     if call.layer.startswith(IMAGERY_PREFIX):
         tile = _address(call, _format(call.media, IMAGERY_FORMATS))
