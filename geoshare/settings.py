@@ -36,6 +36,8 @@ class Settings:
     items_default_limit: int = 10
     items_max_limit: int = 10_000
     upload_max_bytes: int = 2 * 1024**3
+    # data one HTTP upload may hold once expanded: read whole, about three times its size in memory
+    upload_data_max_bytes: int = 256 * 1024**2
     versions_kept: int = 3
     public_url: str | None = None  # base URL for links when behind a proxy
     tile_cache_bytes: int = 256 * 1024**2  # per worker; 0 turns the tile cache off
@@ -68,6 +70,7 @@ class Settings:
             items_default_limit=_int("GEOSHARE_ITEMS_DEFAULT_LIMIT", 10),
             items_max_limit=_int("GEOSHARE_ITEMS_MAX_LIMIT", 10_000),
             upload_max_bytes=_int("GEOSHARE_UPLOAD_MAX_BYTES", 2 * 1024**3),
+            upload_data_max_bytes=_int("GEOSHARE_UPLOAD_DATA_MAX_BYTES", 256 * 1024**2),
             versions_kept=_int("GEOSHARE_VERSIONS_KEPT", 3),
             public_url=os.environ.get("GEOSHARE_PUBLIC_URL") or None,
             tile_cache_bytes=_int("GEOSHARE_TILE_CACHE_BYTES", 256 * 1024**2),

@@ -96,6 +96,27 @@ def test_openapi_operations_have_their_own_ids(client: Any) -> None:
     assert {"get", "head"} <= set(tile)
 
 
+def test_the_api_definition_is_openapi_30_with_every_items_parameter(client: Any) -> None:
+    """oas30 is the conformance class claimed; GDAL and QGIS page and filter by what it documents."""
+    from openapi_spec_validator import validate
+
+    spec = client.get("/api").json()
+    assert spec["openapi"] == "3.0.3"
+    validate(spec)  # raises on anything 3.0 does not allow (anyOf null, examples lists, …)
+    items = spec["paths"]["/collections/{collection_id}/items"]["get"]
+    names = {p["name"] for p in items["parameters"]}
+    assert names >= {"collection_id", "limit", "bbox", "bbox-crs", "datetime", "filter", "filter-lang",
+                     "filter-crs", "crs", "sortby", "properties", "cursor"}  # fmt: skip
+    assert list(items["responses"]["200"]["content"]) == ["application/geo+json"]
+    assert {"400", "401", "404", "429", "503"} <= set(items["responses"]) and "422" not in items["responses"]
+    assert "Retry-After" in items["responses"]["429"]["headers"]
+    problem = items["responses"]["400"]["content"]["application/problem+json"]["schema"]
+    assert problem == {"$ref": "#/components/schemas/Problem"}
+    # a bad parameter is answered as documented: 400, a problem naming it
+    bad = client.get("/collections/anything/items", params={"limit": "many"})
+    assert bad.status_code in (400, 404) and bad.headers["content-type"] == "application/problem+json"
+
+
 def test_collections_describe_layer(client: Any, shelters: str) -> None:
     body = client.get("/collections").json()
     [coll] = body["collections"]

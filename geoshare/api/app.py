@@ -20,6 +20,7 @@ from geoshare.api import (
     front_audit,
     http_policy,
     input_text,
+    openapi,
     outage,
     problems,
     tile_fastpath,
@@ -114,6 +115,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     audit_middleware.install(app)  # outermost: counts bytes sent, refuses over-limit calls first
     problems.install(app)
+    openapi.install(app)  # the API definition as OpenAPI 3.0.3, every problem answer documented
     outage.install(app)  # a database outage: 503s audited as such, two log lines, no tracebacks
     allow_header.install(app)  # a 405 keeps its Allow header (problems' handler drops it)
     auth.install_log_redaction()  # keys in access logs cut to their prefix

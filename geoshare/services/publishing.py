@@ -24,18 +24,17 @@ from layers.versions import VersionInfo, list_versions
 
 log = logging.getLogger("geoshare.publishing")
 
-#: bytes of data one upload may hold once expanded (an archive's members, or the loose file): it is
-#: read whole into memory, about three times its size as a frame, so this rather than the upload
-#: limit is what bounds a worker's memory; larger layers go through the CLI (trusted, unbounded)
-UPLOAD_DATA_MAX_BYTES = 256 * MiB
 UPLOAD_MAX_RATIO = 100.0  # expanded : compressed, for each archive member …
 UPLOAD_RATIO_FLOOR = 16 * MiB  # … once it is past this size
 
 
 def upload_limits(settings: Settings) -> ReadLimits:
-    """What reading an HTTP upload may cost: never more data than the upload limit lets in."""
+    """What reading an HTTP upload may cost: never more data than the upload limit lets in, nor than
+    ``upload_data_max_bytes`` once expanded (an archive's members, or the loose file): it is read
+    whole, about three times its size as a frame, so this rather than the upload limit bounds a
+    worker's memory; larger layers go through the CLI (trusted, unbounded)."""
     return ReadLimits(
-        max_bytes=min(settings.upload_max_bytes, UPLOAD_DATA_MAX_BYTES),
+        max_bytes=min(settings.upload_max_bytes, settings.upload_data_max_bytes),
         max_ratio=UPLOAD_MAX_RATIO,
         ratio_floor=UPLOAD_RATIO_FLOOR,
     )

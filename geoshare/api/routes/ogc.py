@@ -16,7 +16,7 @@ from starlette.responses import Response
 
 from geoshare.access import policy
 from geoshare.access.identity import Principal
-from geoshare.api import ogc_docs
+from geoshare.api import ogc_docs, openapi
 from geoshare.api.auth import principal
 from geoshare.api.deps import base_url, get_conn
 from geoshare.api.ogc_params import (
@@ -30,6 +30,7 @@ from geoshare.api.ogc_params import (
 )
 from geoshare.api.responses import json_response
 from geoshare.services.layer_cache import LayerCache, layer_cache
+from geoshare.settings import Settings
 from layers.crs import CrsDef, resolve_crs
 from layers.model import LayerInfo
 from layers.query import fetch_feature, fetch_page
@@ -127,13 +128,27 @@ def _crs_headers(crs: CrsDef) -> dict[str, str]:
     return {"Content-Crs": f"<{crs.uri}>"}
 
 
+_FEATURES_SCHEMA = {"type": "object", "required": ["type", "features"], "properties": {
+    "type": {"type": "string", "enum": ["FeatureCollection"]},
+    "features": {"type": "array", "items": {"type": "object"}},
+    "numberMatched": {"type": "integer"}, "numberReturned": {"type": "integer"},
+    "links": {"type": "array", "items": {"type": "object"}},
+}}  # fmt: skip
+_DEFAULTS = Settings()
+
+
 @router.get(
     "/collections/{collection_id}/items",
     summary="Features",
     description="Parameters: limit, bbox, bbox-crs, datetime, properties, sortby, filter, filter-lang "
     "(cql2-text|cql2-json), filter-crs, crs, cursor, and any queryable property as property=value. "
     "limit above the server maximum is clamped to it.",
-)
+    response_class=Response,
+    responses={200: {"description": "a page of features (GeoJSON)", "content": {
+        ogc_docs.GEOJSON: {"schema": _FEATURES_SCHEMA}}}},
+    openapi_extra={"parameters": openapi.items_parameters(
+        _DEFAULTS.items_default_limit, _DEFAULTS.items_max_limit)},
+)  # fmt: skip
 def items(
     collection_id: str,
     request: Request,
@@ -176,7 +191,15 @@ def items(
     return Response(body, media_type=ogc_docs.GEOJSON, headers=_crs_headers(q.crs))
 
 
-@router.get("/collections/{collection_id}/items/{feature_id}", summary="One feature")
+@router.get(
+    "/collections/{collection_id}/items/{feature_id}",
+    summary="One feature",
+    response_class=Response,
+    responses={200: {"description": "the feature (GeoJSON)", "content": {ogc_docs.GEOJSON: {"schema": {
+        "type": "object", "properties": {"type": {"type": "string", "enum": ["Feature"]}}}}}}},
+    openapi_extra={"parameters": [p for p in openapi.items_parameters(1, 1) if p["name"] in (
+        "crs", "properties")]},
+)  # fmt: skip
 def item(
     collection_id: str,
     feature_id: str,

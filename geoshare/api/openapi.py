@@ -1,0 +1,247 @@
+"""The API definition as OGC clients read it: OpenAPI 3.0.3, generated from the app's own routes.
+
+FastAPI writes OpenAPI 3.1; the OGC API conformance class the landing page claims is ``oas30``, and
+GDAL, QGIS, OWSLib and ``ogctests`` read 3.0 (``nullable``, ``example``, ``format: binary``). So the
+generated document is lowered to 3.0.3 here, once per worker, and every operation is given the
+answers the app really sends: RFC 7807 problems for 400 (a bad parameter), 401 (a bad key), 403 (a
+key used where it may not be), 404 (for operations on a resource), 429 (rate limit, with
+``Retry-After``) and 503 (the database restarting); FastAPI's 422 "Validation Error" stays only on
+operations with a body (the app answers a bad query or path parameter with a 400).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+
+from layers.crs import CRS_URIS
+
+VERSION = "3.0.3"
+PROBLEM = "application/problem+json"
+_PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
+PROBLEM_SCHEMA: dict[str, Any] = {
+    "title": "Problem",
+    "description": "RFC 7807 problem details; field or line name what was at fault",
+    "type": "object",
+    "required": ["type", "title", "status", "detail"],
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "instance": {"type": "string"},
+        "field": {"type": "string", "description": "the parameter, field or column at fault"},
+        "line": {"type": "integer", "description": "the line of an uploaded file at fault (1: the header)"},
+    },
+}
+_ANSWERS = {
+    "400": "a parameter is malformed, unknown or out of range (the problem's field names it)",
+    "401": "the API key is unknown, expired or revoked",
+    "403": "the key may not do this, or not from this origin or address",
+    "404": "no such resource, or not one this caller may see",
+    "429": "too many requests: retry after the Retry-After seconds",
+    "503": "the database is restarting or unreachable: retry after the Retry-After seconds",
+}
+_RETRY_AFTER = {"Retry-After": {"schema": {"type": "integer"}, "description": "seconds to wait"}}
+
+
+def _param(name: str, description: str, schema: dict[str, Any], **more: Any) -> dict[str, Any]:
+    found = {"name": name, "in": "query", "required": False, "description": description, "schema": schema}
+    return found | more
+
+
+def items_parameters(default_limit: int, max_limit: int) -> list[dict[str, Any]]:
+    """The query parameters of ``/collections/{id}/items`` (OGC API – Features parts 1–3), with the
+    limits ``api.ogc_params`` enforces."""
+    crs = {"type": "string", "enum": CRS_URIS}
+    return [
+        _param(
+            "limit",
+            f"features per page; default {default_limit}, larger values are clamped to {max_limit}",
+            {"type": "integer", "minimum": 1, "default": default_limit},
+        ),
+        _param(
+            "bbox",
+            "lower left and upper right corner: minx,miny,maxx,maxy (or six numbers with heights), "
+            "in bbox-crs; longitudes within -180..180, latitudes within -90..90 in CRS84",
+            {"type": "array", "minItems": 4, "maxItems": 6, "items": {"type": "number"}},
+            style="form",
+            explode=False,
+        ),
+        _param("bbox-crs", "the CRS of bbox (default CRS84)", crs),
+        _param(
+            "datetime",
+            "an RFC 3339 instant or interval (start/end, either side may be '..') on the time field",
+            {"type": "string"},
+        ),
+        _param("filter", "a CQL2 expression over the queryables (/queryables)", {"type": "string"}),
+        _param(
+            "filter-lang", "the language of filter", {"type": "string", "enum": ["cql2-text", "cql2-json"]}
+        ),
+        _param("filter-crs", "the CRS of geometries in filter (default CRS84)", crs),
+        _param("crs", "the CRS of the features returned (default CRS84)", crs),
+        _param(
+            "sortby",
+            "comma-separated queryables, each with an optional + (ascending) or - (descending)",
+            {"type": "array", "items": {"type": "string"}},
+            style="form",
+            explode=False,
+        ),
+        _param(
+            "properties",
+            "comma-separated properties to return (default: all the caller may see)",
+            {"type": "array", "items": {"type": "string"}},
+            style="form",
+            explode=False,
+        ),
+        _param(
+            "cursor",
+            "from a next link: the page after it, on the same layer version (409 after a publish)",
+            {"type": "string"},
+        ),
+    ]
+
+
+# -- 3.1 to 3.0 ------------------------------------------------------------------------------------------
+
+_SCHEMA_LISTS = ("allOf", "anyOf", "oneOf", "prefixItems")
+_SCHEMA_MAPS = ("properties", "patternProperties", "$defs", "definitions")
+
+
+def lower_schema(schema: Any) -> Any:
+    """One JSON Schema (2020-12, as FastAPI writes it) as an OpenAPI 3.0 schema object."""
+    if not isinstance(schema, dict):
+        return schema
+    out = {k: v for k, v in schema.items() if k not in ("$schema", "$id", "contentEncoding")}
+    for key in _SCHEMA_LISTS:
+        if key in out:
+            out[key] = [lower_schema(s) for s in out[key]]
+    for key in _SCHEMA_MAPS:
+        if key in out:
+            out[key] = {name: lower_schema(s) for name, s in out[key].items()}
+    for key in ("items", "additionalProperties", "not"):
+        if isinstance(out.get(key), dict):
+            out[key] = lower_schema(out[key])
+    if "prefixItems" in out:
+        out["items"] = out.pop("prefixItems")[0] if out["prefixItems"] else {}
+    if isinstance(out.get("type"), list):
+        kinds = [t for t in out["type"] if t != "null"]
+        if len(kinds) < len(out["type"]):
+            out["nullable"] = True
+        out["type"] = kinds[0] if kinds else "string"
+    elif out.get("type") == "null":
+        del out["type"]
+        out["nullable"] = True
+    for key in ("anyOf", "oneOf"):
+        options = out.get(key)
+        if options and any(o.get("nullable") and set(o) == {"nullable"} for o in options):
+            rest = [o for o in options if not (o.get("nullable") and set(o) == {"nullable"})]
+            del out[key]
+            out["nullable"] = True
+            if len(rest) == 1:
+                only = rest[0]
+                out.update({"allOf": [only]} if "$ref" in only else only)
+            elif rest:
+                out[key] = rest
+    if "const" in out:
+        out["enum"] = [out.pop("const")]
+    if isinstance(out.get("examples"), list):
+        examples = out.pop("examples")
+        if examples:
+            out["example"] = examples[0]
+    for bound, flag in (("exclusiveMinimum", "minimum"), ("exclusiveMaximum", "maximum")):
+        if isinstance(out.get(bound), int | float) and not isinstance(out.get(bound), bool):
+            out[flag] = out.pop(bound)
+            out[bound] = True
+    if "contentMediaType" in out:
+        out.pop("contentMediaType")
+        out.setdefault("format", "binary")
+    return out
+
+
+def _lower_content(content: dict[str, Any]) -> None:
+    for media in content.values():
+        if "schema" in media:
+            media["schema"] = lower_schema(media["schema"])
+
+
+def lower(doc: dict[str, Any]) -> dict[str, Any]:
+    """The whole document as OpenAPI 3.0.3."""
+    doc["openapi"] = VERSION
+    doc.pop("jsonSchemaDialect", None)
+    doc.pop("webhooks", None)
+    schemas = doc.setdefault("components", {}).setdefault("schemas", {})
+    for name in list(schemas):
+        schemas[name] = lower_schema(schemas[name])
+    for item in doc.get("paths", {}).values():
+        for operation in item.values():
+            if not isinstance(operation, dict):
+                continue
+            for parameter in operation.get("parameters", []):
+                if "schema" in parameter:
+                    parameter["schema"] = lower_schema(parameter["schema"])
+            _lower_content(operation.get("requestBody", {}).get("content", {}))
+            for response in operation.get("responses", {}).values():
+                _lower_content(response.get("content", {}))
+    return doc
+
+
+# -- the answers every operation gives -------------------------------------------------------------------
+
+
+def _problem(description: str, retry: bool = False) -> dict[str, Any]:
+    answer: dict[str, Any] = {"description": description, "content": {PROBLEM: {"schema": _PROBLEM_REF}}}
+    if retry:
+        answer["headers"] = _RETRY_AFTER
+    return answer
+
+
+def add_answers(doc: dict[str, Any]) -> dict[str, Any]:
+    """The problems each operation may answer, and no FastAPI 422 where the app answers 400."""
+    doc["components"]["schemas"]["Problem"] = PROBLEM_SCHEMA
+    for path, item in doc.get("paths", {}).items():
+        for operation in item.values():
+            if not isinstance(operation, dict) or "responses" not in operation:
+                continue
+            answers = operation["responses"]
+            has_body = "requestBody" in operation
+            if "422" in answers:
+                if has_body:
+                    answers["422"] = _problem("the request body is not what this operation takes")
+                else:
+                    del answers["422"]
+            parameters = operation.get("parameters", [])
+            for status in ("400", "401", "403", "404", "429", "503"):
+                if status in answers:
+                    continue
+                if status == "400" and not (parameters or has_body):
+                    continue
+                if status == "404" and "{" not in path:
+                    continue
+                answers[status] = _problem(_ANSWERS[status], retry=status in ("429", "503"))
+    schemas = doc["components"]["schemas"]
+    for unused in ("HTTPValidationError", "ValidationError"):
+        if unused in schemas and unused not in str(doc["paths"]):
+            del schemas[unused]
+    return doc
+
+
+def install(app: FastAPI) -> None:
+    """Serve the 3.0.3 document at the app's ``openapi_url`` (built once, on first request)."""
+
+    def document() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            doc = get_openapi(
+                title=app.title,
+                version=app.version,
+                openapi_version=VERSION,
+                description=app.description,
+                routes=app.routes,
+            )
+            app.openapi_schema = add_answers(lower(doc))
+        return app.openapi_schema
+
+    app.openapi = document  # type: ignore[method-assign]
+
