@@ -77,4 +77,19 @@ if [[ "$(cat .venv/.geoshare-installed 2>/dev/null)" != "$stamp" ]]; then
   fi
   echo "$stamp" > .venv/.geoshare-installed
 fi
+if [[ $WITH_TEST == 1 ]]; then
+  # the clients' own conformance tools, in a venv of their own (their pins are not the app's):
+  # the OGC API Features black-box suite and schemathesis, run by tests/e2e/test_ogc_clients.py
+  CLIENT_TOOLS="ogctests==0.1.15 schemathesis==4.32.5"
+  if [[ "$(cat .venv-clients/.installed 2>/dev/null)" != "$CLIENT_TOOLS" ]]; then
+    log "installing client conformance tools into .venv-clients"
+    rm -rf .venv-clients
+    $PY -m venv .venv-clients
+    if ! .venv-clients/bin/pip install -q $CLIENT_TOOLS > .venv-clients/pip-install.log 2>&1; then
+      cat .venv-clients/pip-install.log >&2
+      exit 1
+    fi
+    echo "$CLIENT_TOOLS" > .venv-clients/.installed
+  fi
+fi
 log "ready"

@@ -191,8 +191,13 @@ def lower(doc: dict[str, Any]) -> dict[str, Any]:
 # -- the answers every operation gives -------------------------------------------------------------------
 
 
-def _problem(description: str, retry: bool = False) -> dict[str, Any]:
-    answer: dict[str, Any] = {"description": description, "content": {PROBLEM: {"schema": _PROBLEM_REF}}}
+_OWS_EXCEPTION = {"application/xml": {"schema": {"type": "string", "description": "an OWS ExceptionReport"}}}
+
+
+def _problem(description: str, retry: bool = False, ows: bool = False) -> dict[str, Any]:
+    """A problem answer; WMTS (``ows``) answers with an OWS ExceptionReport, as its clients expect."""
+    content = _OWS_EXCEPTION if ows else {PROBLEM: {"schema": _PROBLEM_REF}}
+    answer: dict[str, Any] = {"description": description, "content": content}
     if retry:
         answer["headers"] = _RETRY_AFTER
     return answer
@@ -212,15 +217,12 @@ def add_answers(doc: dict[str, Any]) -> dict[str, Any]:
                     answers["422"] = _problem("the request body is not what this operation takes")
                 else:
                     del answers["422"]
-            parameters = operation.get("parameters", [])
+            ows = path.startswith("/wmts")
             for status in ("400", "401", "403", "404", "429", "503"):
-                if status in answers:
-                    continue
-                if status == "400" and not (parameters or has_body):
-                    continue
-                if status == "404" and "{" not in path:
-                    continue
-                answers[status] = _problem(_ANSWERS[status], retry=status in ("429", "503"))
+                if status in answers or status == "404" and "{" not in path and not ows:
+                    continue  # every operation refuses unknown parameters: a 400 anywhere
+                retry = status in ("429", "503")
+                answers[status] = _problem(_ANSWERS[status], retry, ows and status in ("400", "404"))
     schemas = doc["components"]["schemas"]
     for unused in ("HTTPValidationError", "ValidationError"):
         if unused in schemas and unused not in str(doc["paths"]):
