@@ -123,6 +123,25 @@ def geometry_type(geometries: np.ndarray) -> str:
     return "Geometry"
 
 
+_MAKE_MULTI = {"MultiPoint": shapely.multipoints, "MultiLineString": shapely.multilinestrings,
+               "MultiPolygon": shapely.multipolygons}  # fmt: skip
+
+
+def promote(geometries: np.ndarray, kind: str) -> np.ndarray:
+    """A layer of Polygons and MultiPolygons is declared MultiPolygon: its Polygons become
+    one-part MultiPolygons, so every feature is what the collection says (clients that trust the
+    declared type, GDAL and QGIS among them, would otherwise misread the singles)."""
+    make = _MAKE_MULTI.get(kind)
+    if make is None:
+        return geometries
+    single = shapely.get_type_id(geometries) != next(k for k, v in GEOMETRY_NAMES.items() if v == kind)
+    if single.any():
+        geometries = geometries.copy()
+        parts = geometries[single]
+        geometries[single] = make(parts, indices=np.arange(len(parts)))
+    return geometries
+
+
 # ---------------------------------------------------------------- attributes
 
 
@@ -335,12 +354,14 @@ def prepare(frame: gpd.GeoDataFrame, metadata: LayerMetadata, source_crs: CRS) -
         columns.append(series)
     if attributes:
         check_row_size(columns, attributes)
+    shape = geometry_type(geometries)
+    geometries = promote(geometries, shape)
     return PreparedLayer(
         geometries=geometries,
         attributes=attributes,
         columns=columns,
         keys=keys,
-        geometry_type=geometry_type(geometries),
+        geometry_type=shape,
         extent=extent,
         time_extent=time_extent,
         repaired=repaired,

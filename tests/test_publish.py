@@ -384,3 +384,21 @@ def test_crs_and_integer_warnings_are_in_the_version_report(dept: Engine, tmp_pa
         licence = conn.execute(text(f"SELECT a3 FROM {layer.qualified_table} WHERE fid = 1")).scalar_one()
     assert [w["code"] for w in report["warnings"]] == ["integers_kept_as_text", "degrees_in_projected_crs"]
     assert licence == str(2**70)
+
+
+def test_single_and_multi_parts_are_served_as_the_type_declared(dept: Engine) -> None:
+    """``districts`` declared MultiPolygon but served 15 of 16 as Polygon (issue 15.17)."""
+    from shapely.geometry import MultiPolygon, box
+
+    frame = gpd.GeoDataFrame(
+        {"名称": ["甲", "乙"]},
+        geometry=[box(116.0, 39.0, 116.1, 39.1), MultiPolygon([box(116.2, 39.0, 116.3, 39.1)])],
+        crs="EPSG:4326",
+    )
+    with dept.begin() as conn:
+        publish_frame(conn, "mixed", frame, meta())
+        layer = get_layer(conn, "mixed")
+        served = conn.execute(
+            text(f'SELECT DISTINCT GeometryType(geom) FROM layerdata."{layer.table_name}"')
+        ).scalars().all()
+    assert layer.geometry_type == "MultiPolygon" and served == ["MULTIPOLYGON"]
