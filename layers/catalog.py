@@ -9,6 +9,7 @@ this scans it; one statement returns the page and the total.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import Connection, text
 
@@ -42,6 +43,13 @@ WITH matched AS (
       AND (CAST(:department AS text) IS NULL OR l.department_code = :department OR d.name = :department)
       AND (CAST(:theme AS text) IS NULL OR lower(l.theme) = lower(:theme))
       AND (CAST(:class AS text) IS NULL OR l.sharing_class = :class)
+      AND (CAST(:bbox AS float8[]) IS NULL OR (l.extent[1] <= (CAST(:bbox AS float8[]))[3]
+           AND l.extent[3] >= (CAST(:bbox AS float8[]))[1] AND l.extent[2] <= (CAST(:bbox AS float8[]))[4]
+           AND l.extent[4] >= (CAST(:bbox AS float8[]))[2]))
+      AND (CAST(:starts AS timestamptz) IS NULL
+           OR coalesce(l.time_extent[2], l.time_extent[1], l.updated_at) >= CAST(:starts AS timestamptz))
+      AND (CAST(:ends AS timestamptz) IS NULL
+           OR coalesce(l.time_extent[1], l.time_extent[2], l.updated_at) <= CAST(:ends AS timestamptz))
       AND {{visible}}
       AND NOT EXISTS (
           SELECT 1 FROM unnest(CAST(:terms AS text[])) t WHERE strpos({_HAYSTACK}, lower(t)) = 0
@@ -64,9 +72,12 @@ def search(
     limit: int = 20,
     offset: int = 0,
     visibility: Visibility = TRUSTED,
+    bbox: tuple[float, float, float, float] | None = None,
+    interval: tuple[datetime | None, datetime | None] | None = None,
 ) -> CatalogPage:
     """Layers matching every term, among those ``visibility`` lets the reader see (others are
-    neither listed nor counted)."""
+    neither listed nor counted); ``bbox`` (lon/lat) meets the layer's extent, ``interval`` its time
+    extent or, without one, its last update."""
     query = " ".join((q or "").split())
     if len(query) > MAX_QUERY_CHARS:
         raise BadParameter(f"q is longer than {MAX_QUERY_CHARS} characters", field="q")
@@ -83,6 +94,9 @@ def search(
         "class": sharing_class,
         "limit": limit,
         "offset": offset,
+        "bbox": list(bbox) if bbox else None,
+        "starts": interval[0] if interval else None,
+        "ends": interval[1] if interval else None,
     }
     visible, vis_params = visibility.predicate("l")
     params.update(vis_params)
