@@ -92,7 +92,7 @@ def test_openapi_operations_have_their_own_ids(client: Any) -> None:
         spec = client.get("/api").json()
     ids = [op["operationId"] for ops in spec["paths"].values() for op in ops.values() if "operationId" in op]
     assert len(ids) == len(set(ids)) > 50
-    tile = spec["paths"]["/collections/{collection_id}/tiles/{tms_id}/{tile_matrix}/{tile_row}/{tile_col}"]
+    tile = spec["paths"]["/collections/{collectionId}/tiles/{tms_id}/{tile_matrix}/{tile_row}/{tile_col}"]
     assert {"get", "head"} <= set(tile)
 
 
@@ -103,9 +103,9 @@ def test_the_api_definition_is_openapi_30_with_every_items_parameter(client: Any
     spec = client.get("/api").json()
     assert spec["openapi"] == "3.0.3"
     validate(spec)  # raises on anything 3.0 does not allow (anyOf null, examples lists, …)
-    items = spec["paths"]["/collections/{collection_id}/items"]["get"]
+    items = spec["paths"]["/collections/{collectionId}/items"]["get"]
     names = {p["name"] for p in items["parameters"]}
-    assert names >= {"collection_id", "limit", "bbox", "bbox-crs", "datetime", "filter", "filter-lang",
+    assert names >= {"collectionId", "limit", "bbox", "bbox-crs", "datetime", "filter", "filter-lang",
                      "filter-crs", "crs", "sortby", "properties", "cursor"}  # fmt: skip
     assert list(items["responses"]["200"]["content"]) == ["application/geo+json"]
     assert {"400", "401", "404", "429", "503"} <= set(items["responses"]) and "422" not in items["responses"]

@@ -60,7 +60,7 @@ def items_parameters(default_limit: int, max_limit: int) -> list[dict[str, Any]]
         _param(
             "limit",
             f"features per page; default {default_limit}, larger values are clamped to {max_limit}",
-            {"type": "integer", "minimum": 1, "default": default_limit},
+            {"type": "integer", "minimum": 1, "maximum": max_limit, "default": default_limit},
         ),
         _param(
             "bbox",
@@ -230,6 +230,26 @@ def add_answers(doc: dict[str, Any]) -> dict[str, Any]:
     return doc
 
 
+#: path parameters as OGC API – Features names them (GDAL's OAPIF driver reads the items
+#: operation at ``/collections/{collectionId}/items`` for its page size and server-side filters)
+OGC_NAMES = {"collection_id": "collectionId", "feature_id": "featureId"}
+
+
+def ogc_names(doc: dict[str, Any]) -> dict[str, Any]:
+    """The routes' Python parameter names written as the OGC standards write them."""
+    renamed = {}
+    for path, item in doc.get("paths", {}).items():
+        for py_name, ogc_name in OGC_NAMES.items():
+            path = path.replace("{" + py_name + "}", "{" + ogc_name + "}")
+        for operation in item.values():
+            for parameter in operation.get("parameters", []) if isinstance(operation, dict) else ():
+                if parameter.get("in") == "path":
+                    parameter["name"] = OGC_NAMES.get(parameter["name"], parameter["name"])
+        renamed[path] = item
+    doc["paths"] = renamed
+    return doc
+
+
 def install(app: FastAPI) -> None:
     """Serve the 3.0.3 document at the app's ``openapi_url`` (built once, on first request)."""
 
@@ -242,7 +262,7 @@ def install(app: FastAPI) -> None:
                 description=app.description,
                 routes=app.routes,
             )
-            app.openapi_schema = add_answers(lower(doc))
+            app.openapi_schema = ogc_names(add_answers(lower(doc)))
         return app.openapi_schema
 
     app.openapi = document  # type: ignore[method-assign]
