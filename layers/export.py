@@ -87,10 +87,15 @@ class ExportPlan:
     table: LayerTable
     attributes: list[Attribute]
     clauses: list[ColumnElement[bool]]
+    read: list[int] = field(default_factory=lambda: [0])  # features read so far (for the audit log)
 
     @property
     def layer(self) -> LayerInfo:
         return self.table.layer
+
+    @property
+    def features_read(self) -> int:
+        return self.read[0]
 
     @property
     def file_name(self) -> str:
@@ -160,11 +165,15 @@ def _ordered(plan: ExportPlan, *columns: ColumnElement[Any]) -> Select[Any]:
     return select(*columns).select_from(lt.table).where(and_(true(), *plan.clauses)).order_by(lt.c.fid)
 
 
-def _partitions(conn: Connection, stmt: Select[Any], size: int) -> Iterator[Sequence[Any]]:
-    """Rows ``size`` at a time from a server-side cursor."""
+def _partitions(
+    conn: Connection, plan: ExportPlan, stmt: Select[Any], size: int
+) -> Iterator[Sequence[Any]]:
+    """Rows ``size`` at a time from a server-side cursor, counted on ``plan``."""
     result = conn.execute(stmt, execution_options={"stream_results": True, "max_row_buffer": size})
     try:
-        yield from result.partitions(size)
+        for rows in result.partitions(size):
+            plan.read[0] += len(rows)
+            yield rows
     finally:
         result.close()
 
@@ -195,7 +204,7 @@ class Chunk:
 def _chunks(conn: Connection, plan: ExportPlan, size: int) -> Iterator[Chunk]:
     stmt = _ordered(plan, _geometry_wkb(plan), *[_attribute_value(plan, a) for a in plan.attributes])
     crs = plan.request.crs
-    for rows in _partitions(conn, stmt, size):
+    for rows in _partitions(conn, plan, stmt, size):
         columns = list(zip(*rows, strict=True))
         geometries = shapely.from_wkb(np.array([bytes(w) for w in columns[0]], dtype=object))
         if not crs.in_database:
@@ -223,13 +232,13 @@ def _geojson(conn: Connection, plan: ExportPlan) -> Iterator[bytes]:
     if crs.in_database:  # PostgreSQL renders every Feature
         q = ItemsQuery(limit=0, crs=crs, properties=names)
         stmt = _ordered(plan, feature_text(lt, q).label("feature"))
-        for rows in _partitions(conn, stmt, STREAM_ROWS):
+        for rows in _partitions(conn, plan, stmt, STREAM_ROWS):
             yield separator + ",".join(r.feature for r in rows).encode()
             separator = b","
     else:  # GCJ-02 and BD-09 are computed here
         wkb = func.ST_AsBinary(lt.c.geom).label("wkb")
         stmt = _ordered(plan, lt.c.fkey, wkb, properties_json(lt, names).label("props"))
-        for rows in _partitions(conn, stmt, STREAM_ROWS):
+        for rows in _partitions(conn, plan, stmt, STREAM_ROWS):
             yield separator + render_offset_features(list(rows), crs)
             separator = b","
     yield b"]}\n"

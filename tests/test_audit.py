@@ -328,3 +328,15 @@ def test_a_record_postgresql_refuses_is_escaped_not_a_wedge(engine: Engine) -> N
     assert writer.flush() == 2 and writer.pending == 0
     endpoints = [r["endpoint"] for r in rows_after(engine, mark)]
     assert endpoints == ["/_nul\\x00test", "/_nul_neighbour"]
+
+
+@pytest.mark.parametrize("fmt", ["geojson", "csv", "gpkg"])
+def test_an_export_records_the_features_it_sent(client: TestClient, engine: Engine, fmt: str) -> None:
+    """Exports logged no feature count (issue 15.14): streamed or written, the audit row has it."""
+    flush(client)
+    mark = last_id(engine)
+    answer = client.get(f"/layers/{LAYER}/export", params={"format": fmt, "bbox": "116.295,39.8,116.325,40"})
+    assert answer.status_code == 200
+    flush(client)
+    rows = [r for r in rows_after(engine, mark) if r["endpoint"] == "/layers/{layer_id}/export"]
+    assert [r["items"] for r in rows] == [3]  # the points at 116.30, 116.31 and 116.32

@@ -61,6 +61,7 @@ def test_publish_versions_changes_and_delete(api: TestClient, db: Engine) -> Non
         (2, 3, True),
         (1, 4, False),
     ]
+    assert all(v["created_by"].startswith("key:") for v in versions)  # who published: the key (15.14)
 
     feed = api.get("/layers/stops/changes", params={"since": 1}).json()
     assert feed["current_version"] == 2

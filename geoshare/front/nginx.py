@@ -204,7 +204,10 @@ http {{
 {_PROXY_HEADERS}            proxy_set_header Accept-Encoding $gs_gzip;
             proxy_set_header If-None-Match $gs_revalidate;
             proxy_cache gs_tiles;
-            proxy_cache_key "$gs_gzip|$gs_cors|$request_uri";
+            # a HEAD reaches the app as a HEAD (audited as one; nginx would ask for a GET), so the
+            # method is part of the key: a HEAD's empty answer is never a GET's
+            proxy_cache_convert_head off;
+            proxy_cache_key "$request_method|$gs_gzip|$gs_cors|$request_uri";
             proxy_ignore_headers Vary;
             proxy_cache_bypass $gs_keyed $gs_gated;
             proxy_no_cache $gs_keyed $gs_gated;

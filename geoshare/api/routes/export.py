@@ -77,11 +77,15 @@ def _readable(
         raise
 
 
-def _closing(pieces: Iterator[bytes], conn: Connection) -> Iterator[bytes]:
-    """The stream, then the connection back to the pool (also when the client goes away)."""
+def _closing(
+    pieces: Iterator[bytes], conn: Connection, plan: ExportPlan, request: Request
+) -> Iterator[bytes]:
+    """The stream, then the connection back to the pool (also when the client goes away) and the
+    features sent into the audit record (read as the response's last chunk leaves)."""
     try:
         yield from pieces
     finally:
+        request.state.audit_count = plan.features_read
         conn.close()
 
 
@@ -117,9 +121,10 @@ def export_layer(layer_id: str, request: Request, who: Principal = Depends(princ
         plan = plan_export(layer, wanted, hidden, policy.area(who, layer))
         headers = {"Content-Disposition": f'attachment; filename="{plan.file_name}"'}
         if plan.request.format.streamed:
-            stream = _closing(stream_export(conn, plan), conn)
+            stream = _closing(stream_export(conn, plan), conn, plan, request)
             return StreamingResponse(stream, media_type=plan.request.format.media_type, headers=headers)
         response = _file_response(conn, plan, headers)
+        request.state.audit_count = plan.features_read
     except BaseException:
         conn.close()
         raise

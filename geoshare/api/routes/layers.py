@@ -43,6 +43,13 @@ from layers.registry import get_layer, layer_owner
 
 router = APIRouter(tags=["layers"])
 
+
+def actor_of(who: Principal, request: Request) -> str:
+    """Who publishes, as the version history records it: the key that did it (never a header a
+    client may fill with any name), with the person the client names beside it."""
+    person = (request.headers.get("x-geoshare-user") or "").strip()[:100]
+    return f"key:{who.key_prefix}" + (f" ({person})" if person else "")
+
 CHUNK = 1024 * 1024
 _TEXT_FIELDS = (
     "title", "department", "description", "contact", "theme", "update_frequency", "source", "licence",
@@ -267,7 +274,7 @@ async def publish_layer(
                 encoding=options.get("encoding"),
                 min_score=min_score,
                 index=geocoding.holder(request.app.state).get(),
-                actor=request.headers.get("x-geoshare-user"),
+                actor=actor_of(who, request),
                 source_name=Path(file.filename or "upload").name,
             )
             geocoded = address_layers.summary(
@@ -281,7 +288,7 @@ async def publish_layer(
                 layer_id,
                 path,
                 meta,
-                actor=request.headers.get("x-geoshare-user"),
+                actor=actor_of(who, request),
                 source_name=source_name,
                 limits=limits,
                 **options,
