@@ -129,6 +129,10 @@ def test_tile_filter_revalidated_through_the_fast_path(client: TestClient, shelt
     assert client.get(tile_path(shelters)).status_code in (200, 204)  # the fast path is on
     r = client.get(f"{tile_path(shelters)}?filter=名称='%00'", headers={"If-None-Match": "*"})
     problem(r, "filter")
+    # a filter that does not parse, or names no property of the layer, is not revalidated either
+    for bad in ("名称 ==== 1", "没有这个字段 = 1"):
+        r = client.get(tile_path(shelters), params={"filter": bad}, headers={"If-None-Match": "*"})
+        problem(r, "filter")
 
 
 def test_catalog_and_geocode(client: TestClient, shelters: str) -> None:

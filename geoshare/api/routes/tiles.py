@@ -30,9 +30,11 @@ from geoshare.api.responses import json_response
 from geoshare.api.routes.ogc import readable
 from geoshare.db.async_pool import CONNECTION_LOST, LoopPool
 from geoshare.services.layer_cache import layer_cache
+from layers.cql2 import filter_to_sql, parse_filter
 from layers.crs import CRS84, resolve_crs
 from layers.errors import BadParameter
 from layers.model import LayerInfo
+from layers.query import LayerTable
 from layers.registry import layer_not_found, redact
 from layers.tiles.cache import DEFAULT_BUDGET, TileCache, TileKey
 from layers.tiles.matrixsets import TMS_IDS, get_tms, parse_tile, tile_limits
@@ -187,6 +189,9 @@ def plan_for(
     """The tile as ``source``'s reader may have it, its cache key and response headers (400 for a
     bad parameter)."""
     req = _tile_request(params, source.layer, tms_id, z, row, col)
+    if req.filter is not None:  # refused here, before any cached answer or 304 could be given
+        node = parse_filter(req.filter, req.filter_lang)
+        filter_to_sql(node, LayerTable(source.layer).resolve, req.filter_crs)
     key = TileKey.of(source.layer, req, source.hidden, source.area)
     headers = tile_headers(key.etag(), source.shareable, version == source.layer.current_version)
     return TilePlan(source, req, key, headers)
