@@ -44,6 +44,7 @@ _ANSWERS = {
     "429": "too many requests: retry after the Retry-After seconds",
     "503": "the database is restarting or unreachable: retry after the Retry-After seconds",
 }
+_NO_KEY = frozenset({"/healthz", "/readyz"})
 _RETRY_AFTER = {"Retry-After": {"schema": {"type": "integer"}, "description": "seconds to wait"}}
 
 
@@ -102,6 +103,48 @@ def items_parameters(default_limit: int, max_limit: int) -> list[dict[str, Any]]
             {"type": "string"},
         ),
     ]
+
+
+_S = {"type": "string"}
+#: every query parameter an operation reads by hand (``check_params`` enforces the set; this says
+#: what each means): ``query_parameters(SET)`` documents exactly what the route accepts
+PARAMETERS: dict[str, tuple[str, dict[str, Any]]] = {
+    "key": ("an API key (or the X-API-Key header, preferred)", _S),
+    "f": ("the format of the answer", _S),
+    "v": ("the version the URL was built for (from TileJSON or the tile set): current makes it immutable",
+          _S),
+    "properties": ("comma-separated properties to keep (default: all the reader may see)", _S),
+    "filter": ("a CQL2 expression over the queryables", _S),
+    "filter-lang": ("the language of filter", {"type": "string", "enum": ["cql2-text", "cql2-json"]}),
+    "filter-crs": ("the CRS of geometries in filter (default CRS84)", {"type": "string", "enum": CRS_URIS}),
+    "datetime": ("an RFC 3339 instant or interval (start/end, '..' for open) on the time field", _S),
+    "bbox": ("minx,miny,maxx,maxy in bbox-crs (CRS84 by default)", _S),
+    "bbox-crs": ("the CRS of bbox", {"type": "string", "enum": CRS_URIS}),
+    "crs": ("the CRS of the answer", {"type": "string", "enum": CRS_URIS}),
+    "format": ("the file format", {"type": "string", "enum": ["gpkg", "geojson", "csv", "shp"]}),
+    "version": ("the layer version (only the current one is kept for export)", {"type": "integer"}),
+    "variant": ("the base map's style", {"type": "string", "enum": ["light", "dark"]}),
+    "q": ("words to find (all must match)", _S),
+    "type": ("the kind of record", {"type": "string", "enum": ["dataset", "service"]}),
+    "department": ("a department code (or name, where it says so)", _S),
+    "theme": ("a theme", _S),
+    "limit": ("how many at most", {"type": "integer", "minimum": 1}),
+    "offset": ("how many to skip", {"type": "integer", "minimum": 0}),
+    "from": ("first day, YYYY-MM-DD (local), inclusive", {"type": "string", "format": "date"}),
+    "to": ("last day, YYYY-MM-DD (local), inclusive", {"type": "string", "format": "date"}),
+    "provider": ("the department that owns the layers", _S),
+    "layer": ("a layer id", _S),
+    "kind": ("an endpoint kind (features, tiles, export, geocode, catalog, …) or read|write|change", _S),
+    "group": ("comma-separated among day, department, layer, provider, kind", _S),
+    "key_prefix": ("the 8-character public prefix of a key", _S),
+    "status": ("an HTTP status", {"type": "integer", "minimum": 100, "maximum": 599}),
+    "cursor": ("from a next link", _S),
+}  # fmt: skip
+
+
+def query_parameters(names: Any) -> dict[str, Any]:
+    """``openapi_extra`` documenting the query parameters ``names`` (a route's accepted set)."""
+    return {"parameters": [_param(n, *PARAMETERS[n]) for n in sorted(names) if n in PARAMETERS]}
 
 
 # -- 3.1 to 3.0 ------------------------------------------------------------------------------------------
@@ -196,7 +239,8 @@ _OWS_EXCEPTION = {"application/xml": {"schema": {"type": "string", "description"
 
 def _problem(description: str, retry: bool = False, ows: bool = False) -> dict[str, Any]:
     """A problem answer; WMTS (``ows``) answers with an OWS ExceptionReport, as its clients expect."""
-    content = _OWS_EXCEPTION if ows else {PROBLEM: {"schema": _PROBLEM_REF}}
+    problem = {PROBLEM: {"schema": _PROBLEM_REF}}
+    content = {**_OWS_EXCEPTION, **problem} if ows else problem  # limits and outages: problems
     answer: dict[str, Any] = {"description": description, "content": content}
     if retry:
         answer["headers"] = _RETRY_AFTER
@@ -217,12 +261,15 @@ def add_answers(doc: dict[str, Any]) -> dict[str, Any]:
                     answers["422"] = _problem("the request body is not what this operation takes")
                 else:
                     del answers["422"]
+            names = {p.get("name") for p in operation.setdefault("parameters", [])}
+            if "key" not in names and path not in _NO_KEY:  # every operation takes a key so
+                operation["parameters"].append(_param("key", *PARAMETERS["key"]))
             ows = path.startswith("/wmts")
             for status in ("400", "401", "403", "404", "429", "503"):
                 if status in answers or status == "404" and "{" not in path and not ows:
                     continue  # every operation refuses unknown parameters: a 400 anywhere
                 retry = status in ("429", "503")
-                answers[status] = _problem(_ANSWERS[status], retry, ows and status in ("400", "404"))
+                answers[status] = _problem(_ANSWERS[status], retry, ows)
     schemas = doc["components"]["schemas"]
     for unused in ("HTTPValidationError", "ValidationError"):
         if unused in schemas and unused not in str(doc["paths"]):

@@ -21,6 +21,7 @@ from starlette.responses import FileResponse, Response, StreamingResponse
 
 from geoshare.access import policy
 from geoshare.access.identity import Principal
+from geoshare.api import openapi
 from geoshare.api.auth import KEY_PARAM, principal
 from geoshare.api.ogc_params import check_params, parse_bbox, parse_names, single
 from geoshare.api.routes.ogc import readable
@@ -112,6 +113,7 @@ def _file_response(conn: Connection, plan: ExportPlan, headers: dict[str, str]) 
     "bbox-crs, crs (e.g. EPSG:4490, EPSG:3857, GCJ-02), properties (comma-separated), version "
     "(the current one only). Files use longitude/easting-first axis order. A Shapefile zip holds "
     "fields.csv mapping its 10-byte field names to the layer's property names.",
+    openapi_extra=openapi.query_parameters(EXPORT_PARAMS),
 )
 def export_layer(layer_id: str, request: Request, who: Principal = Depends(principal)) -> Response:
     wanted = export_request(request.query_params)

@@ -22,6 +22,7 @@ from starlette.datastructures import QueryParams
 from starlette.responses import Response
 
 from geoshare.access.identity import Principal
+from geoshare.api import openapi
 from geoshare.api.auth import KEY_PARAM, principal
 from geoshare.api.deps import get_conn
 from geoshare.api.ogc_params import check_params, parse_datetime, single
@@ -203,6 +204,7 @@ def basemap_raster(
     "current v makes the response immutable).",
     response_class=Response,
     responses=_IMAGE_RESPONSES,
+    openapi_extra=openapi.query_parameters(BASEMAP_PARAMS),
 )
 def basemap_raster_tile(
     tms_id: str,
@@ -230,6 +232,7 @@ def basemap_raster_tile(
     "version: a current v makes the response immutable). Drawn in a default style by geometry type.",
     response_class=Response,
     responses=_IMAGE_RESPONSES,
+    openapi_extra=openapi.query_parameters(LAYER_PARAMS),
 )
 def layer_raster_tile(
     collection_id: str,

@@ -18,7 +18,7 @@ from starlette.responses import Response
 
 from geoshare.access.identity import Principal
 from geoshare.access.store import list_departments
-from geoshare.api import ogc_docs
+from geoshare.api import ogc_docs, openapi
 from geoshare.api.auth import KEY_PARAM, principal
 from geoshare.api.deps import base_url, get_conn
 from geoshare.api.ogc_params import check_params, parse_bbox, parse_datetime, single
@@ -148,6 +148,7 @@ def _int(raw: str | None, name: str, default: int, high: int) -> int:
     f"limit (1–{MAX_LIMIT}, default 10), offset.",
     response_class=Response,
     responses={200: {"description": "the records (GeoJSON)", "content": {ogc_docs.GEOJSON: {}}}},
+    openapi_extra=openapi.query_parameters(ITEM_PARAMS),
 )
 def items(
     catalog_id: str,

@@ -22,7 +22,7 @@ from starlette.responses import Response
 
 from geoshare.access import policy
 from geoshare.access.identity import Principal
-from geoshare.api import ogc_docs
+from geoshare.api import ogc_docs, openapi
 from geoshare.api.auth import KEY_HEADER, KEY_PARAM, principal
 from geoshare.api.deps import base_url, get_conn
 from geoshare.api.ogc_params import check_params, parse_datetime, parse_names, single
@@ -229,12 +229,14 @@ def memory_answer(
     description=TILE_DESCRIPTION,
     response_class=Response,
     responses={200: {"content": {MVT: {}}}},
+    openapi_extra=openapi.query_parameters(TILE_PARAMS),
 )
 @router.head(  # its own route, so the two operations have their own ids in the OpenAPI document
     TILE_PATH,
     summary="A vector tile's headers (ETag, Cache-Control, size) without its body",
     description=TILE_DESCRIPTION,
     response_class=Response,
+    openapi_extra=openapi.query_parameters(TILE_PARAMS),
 )
 async def tile(
     collection_id: str,
@@ -512,7 +514,11 @@ def _tilejson(base: str, layer: LayerInfo, tms: TileMatrixSet, params: QueryPara
     return doc
 
 
-@router.get("/collections/{collection_id}/tiles/{tms_id}", summary="A vector tileset's metadata")
+@router.get(
+    "/collections/{collection_id}/tiles/{tms_id}",
+    summary="A vector tileset's metadata",
+    openapi_extra=openapi.query_parameters(TILESET_PARAMS),
+)
 def tileset(
     collection_id: str,
     tms_id: str,
@@ -531,7 +537,11 @@ def tileset(
     return json_response(_tileset_doc(base, layer, tms, params))
 
 
-@router.get("/collections/{collection_id}/tiles/{tms_id}/tilejson.json", summary="TileJSON 3.0.0")
+@router.get(
+    "/collections/{collection_id}/tiles/{tms_id}/tilejson.json",
+    summary="TileJSON 3.0.0",
+    openapi_extra=openapi.query_parameters(TILESET_PARAMS),
+)
 def tilejson(
     collection_id: str,
     tms_id: str,

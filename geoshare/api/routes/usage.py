@@ -25,6 +25,7 @@ from starlette.responses import Response
 from geoshare.access import policy
 from geoshare.access.audit import AuditConfig
 from geoshare.access.identity import Principal
+from geoshare.api import openapi
 from geoshare.api.auth import KEY_PARAM, require_authenticated, require_platform_admin
 from geoshare.api.deps import base_url, get_conn
 from geoshare.api.ogc_params import check_params
@@ -226,6 +227,7 @@ def _totals(rows: list[dict[str, Any]]) -> dict[str, Any]:
     "kind (features, tiles, export, geocode, catalog, …), group (comma-separated among day, department, "
     "layer, provider, kind; default day), f (json|csv). A department's key sees the calls its "
     "department made and the calls made on its layers; platform admins see everything.",
+    openapi_extra=openapi.query_parameters(USAGE_PARAMS),
 )
 def usage(
     request: Request,
@@ -271,6 +273,7 @@ def usage(
     summary="The raw audit log, newest first (platform admins)",
     description="Parameters: from, to (YYYY-MM-DD, local days), department, layer, key_prefix, kind "
     "(read|write|change), status, limit (1–1000, default 100), cursor (from the next link), f (json|csv).",
+    openapi_extra=openapi.query_parameters(AUDIT_PARAMS),
 )
 def audit_log(
     request: Request,
