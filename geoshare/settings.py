@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -24,6 +25,18 @@ def _list(name: str, default: tuple[str, ...] = ()) -> tuple[str, ...]:
     if raw is None:
         return default
     return tuple(t.strip() for t in raw.split(",") if t.strip())
+
+
+def _networks(name: str) -> tuple[str, ...]:
+    """Addresses or CIDR ranges, refused at start-up when one is not (a typo must not trust nobody
+    silently, or everybody)."""
+    found = _list(name)
+    for item in found:
+        try:
+            ipaddress.ip_network(item, strict=False)
+        except ValueError as exc:
+            raise ValueError(f"{name}: {item!r} is not an address or CIDR range") from exc
+    return found
 
 
 _PYRAMID_TMS = ("WebMercatorQuad", "CGCS2000Quad")
@@ -85,7 +98,7 @@ class Settings:
             front_log=os.environ.get("GEOSHARE_FRONT_LOG") or None,
             front_pid=os.environ.get("GEOSHARE_FRONT_PID") or None,
             front_gate=os.environ.get("GEOSHARE_FRONT_GATE") or None,
-            trusted_proxies=_list("GEOSHARE_TRUSTED_PROXIES"),
+            trusted_proxies=_networks("GEOSHARE_TRUSTED_PROXIES"),
         )
 
 

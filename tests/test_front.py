@@ -381,3 +381,23 @@ def test_what_the_front_refuses_itself_is_a_problem(tmp_path: Path, front: Front
     assert long.status_code == 414 and long.json()["status"] == 414
     logged = nginx.cfg.hit_log.read_text()
     assert '"status":413' in logged and '"status":414' in logged  # for the audit log
+
+
+def test_a_method_not_allowed_names_the_allowed_ones_through_the_front(front: Front) -> None:
+    answer = front.http.delete("/collections")
+    assert answer.status_code == 405 and answer.headers["allow"] == "GET"
+    assert answer.headers["content-type"] == "application/problem+json"
+
+
+def test_trusted_proxies_are_read_and_checked(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("GEOSHARE_TRUSTED_PROXIES", "10.0.0.5, 192.168.0.0/16")
+    settings = Settings.from_env()
+    assert settings.trusted_proxies == ("10.0.0.5", "192.168.0.0/16")
+    conf = render(
+        FrontConfig("127.0.0.1", 8000, "127.0.0.1:8001", tmp_path, trusted_proxies=settings.trusted_proxies)
+    )
+    assert "set_real_ip_from 10.0.0.5;" in conf and "real_ip_recursive on;" in conf
+    assert "X-Forwarded-For $remote_addr" in conf and "proxy_add_x_forwarded_for" not in conf
+    monkeypatch.setenv("GEOSHARE_TRUSTED_PROXIES", "10.0.0.300")
+    with pytest.raises(ValueError, match="GEOSHARE_TRUSTED_PROXIES"):
+        Settings.from_env()
