@@ -266,8 +266,8 @@ def add_answers(doc: dict[str, Any]) -> dict[str, Any]:
                 operation["parameters"].append(_param("key", *PARAMETERS["key"]))
             ows = path.startswith("/wmts")
             for status in ("400", "401", "403", "404", "429", "503"):
-                if status in answers or status == "404" and "{" not in path and not ows:
-                    continue  # every operation refuses unknown parameters: a 400 anywhere
+                if status in answers:
+                    continue  # a 400 (unknown parameters are refused) and a 404 (nothing there) anywhere
                 retry = status in ("429", "503")
                 answers[status] = _problem(_ANSWERS[status], retry, ows)
     schemas = doc["components"]["schemas"]

@@ -106,6 +106,9 @@ def from_wgs84(lon: float, lat: float, crs: str) -> tuple[float, float]:
 
 
 CHINA_EXTENT = (73.0, 3.0, 136.0, 54.0)
+#: the same, as the API definition documents the lon and lat parameters it refuses outside it
+LON_RANGE = {"minimum": CHINA_EXTENT[0], "maximum": CHINA_EXTENT[2]}
+LAT_RANGE = {"minimum": CHINA_EXTENT[1], "maximum": CHINA_EXTENT[3]}
 """Longitude and latitude bounds of China (with its seas) in every geocoding CRS: the offsets of
 GCJ-02 and BD-09 are under a kilometre, far inside this rounding."""
 

@@ -12,7 +12,7 @@ from sqlalchemy import Connection
 from geocode import admin
 from geoshare.api.deps import get_conn
 from geoshare.api.responses import json_response
-from geoshare.services.coords import check_in_china, geocode_crs, to_wgs84
+from geoshare.services.coords import LAT_RANGE, LON_RANGE, check_in_china, geocode_crs, to_wgs84
 from layers.errors import BadParameter, NotFound
 
 router = APIRouter(tags=["administrative divisions"])
@@ -28,8 +28,8 @@ def check_code(value: str, field: str) -> str:
 
 @router.get("/admin-areas/locate", summary="The divisions containing a point")
 def locate(
-    lon: float = Query(..., description="longitude in `crs`"),
-    lat: float = Query(..., description="latitude in `crs`"),
+    lon: float = Query(..., description="longitude in `crs`, within China", json_schema_extra=LON_RANGE),
+    lat: float = Query(..., description="latitude in `crs`, within China", json_schema_extra=LAT_RANGE),
     crs: str | None = Query(None, description="EPSG:4326 (default), EPSG:4490, GCJ-02 or BD-09"),
     conn: Connection = Depends(get_conn),
 ) -> Response:

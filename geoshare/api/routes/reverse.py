@@ -18,7 +18,7 @@ from sqlalchemy import Connection
 from geocode.model import Candidate, Level
 from geocode.reverse import reverse
 from geoshare.api.deps import get_conn
-from geoshare.services.coords import check_in_china, from_wgs84, geocode_crs, to_wgs84
+from geoshare.services.coords import LAT_RANGE, LON_RANGE, check_in_china, from_wgs84, geocode_crs, to_wgs84
 
 router = APIRouter(tags=["geocoding"])
 RADIUS_MAX = 5000.0
@@ -36,8 +36,8 @@ def reverse_body(c: Candidate, crs: str) -> dict[str, Any]:
 
 @router.get("/geocode/reverse", summary="Coordinates → nearest address (reverse geocoding)")
 def reverse_geocode(
-    lon: float = Query(..., description="longitude in `crs`"),
-    lat: float = Query(..., description="latitude in `crs`"),
+    lon: float = Query(..., description="longitude in `crs`, within China", json_schema_extra=LON_RANGE),
+    lat: float = Query(..., description="latitude in `crs`, within China", json_schema_extra=LAT_RANGE),
     crs: str | None = Query(None, description="EPSG:4326 (default), EPSG:4490, GCJ-02 or BD-09"),
     radius: float = Query(100.0, ge=1.0, le=RADIUS_MAX, description="search radius in metres"),
     conn: Connection = Depends(get_conn),
