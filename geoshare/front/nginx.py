@@ -46,6 +46,18 @@ LOG_FORMAT = (
     '"status":$status,"bytes":$body_bytes_sent,"seconds":$request_time,"cache":"$upstream_cache_status"}\''
 )
 GATE_DIR = "gate"
+#: the gate (``front.gate``): the file a kept copy of a URL needs, named for its resource and ``v``;
+#: one map of three anchored regexes (each costs a worker microseconds, at tens of thousands of hits
+#: a second), ids and versions of the shapes the app makes, nothing else
+GATE_MAP = r"""    map "$uri#$arg_v" $gs_gate_file {
+        "~^/collections/(?<gs_gl>[a-z][a-z0-9_-]{0,62})/tiles/[^#]*#(?<gs_glv>[0-9]{1,12})$"
+            "layer.$gs_gl.$gs_glv";
+        "~^/basemap/tiles/[^#]*#(?<gs_gbv>[0-9.]{1,200})$" "basemap.$gs_gbv";
+        "~^/imagery/(?<gs_gi>[a-z][a-z0-9_-]{0,62})/tiles/[^#]*#(?<gs_giv>[0-9a-f]{1,64})$"
+            "imagery.$gs_gi.$gs_giv";
+        default "-";
+    }
+"""
 # set in each location: a location that sets any proxy header inherits none from its server; the
 # client's address replaces whatever X-Forwarded-For it sent (a client can write any address there)
 _PROXY_HEADERS = """\
@@ -124,6 +136,7 @@ def render(cfg: FrontConfig) -> str:
     gate = root / GATE_DIR
     return f"""# written by `geoshare serve --front nginx`; edits are overwritten at the next start
 {user}worker_processes {cfg.workers};
+pcre_jit on;
 pid {root}/nginx.pid;
 error_log {root}/logs/error.log warn;
 events {{ worker_connections 4096; }}
@@ -149,19 +162,7 @@ http {{
     # the key in normal form, so every browser's Accept-Encoding shares one gzip copy
     map $http_accept_encoding $gs_gzip {{ "~*gzip" gzip; default ""; }}
     map $http_origin $gs_cors {{ "" ""; default {cors}; }}
-    # the gate (front.gate): the file a kept copy of this URL needs, named for its resource and v
-    map $uri $gs_gate_resource {{
-        "~^/collections/(?<gs_gl>[a-z][a-z0-9_-]{{0,62}})/tiles/" "layer.$gs_gl";
-        "~^/imagery/(?<gs_gi>[a-z][a-z0-9_-]{{0,62}})/tiles/" "imagery.$gs_gi";
-        "~^/basemap/tiles/" "basemap";
-        default "";
-    }}
-    map $arg_v $gs_gate_version {{ "~^[0-9a-f.]{{1,200}}$" $arg_v; default ""; }}
-    map "$gs_gate_resource:$gs_gate_version" $gs_gate_file {{
-        "~^(?<gs_gr>[a-z][a-z0-9_.-]*):(?<gs_gv>[0-9a-f.]+)$" "$gs_gr.$gs_gv";
-        default "-";
-    }}
-    # a request the cache does not answer goes to the app with the client's If-None-Match (a 304)
+{GATE_MAP}    # a request the cache does not answer goes to the app with the client's If-None-Match (a 304)
     map "$gs_keyed$gs_gated" $gs_revalidate {{ "" ""; default $http_if_none_match; }}
     # what nginx answered itself (hits, its 429s and the requests it refused) goes to the hit log
     map "$upstream_cache_status:$upstream_addr:$status" $gs_front_answered {{
