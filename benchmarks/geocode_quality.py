@@ -1,10 +1,14 @@
 """Forward geocoding quality on noisy queries generated from the address database itself.
 
-    .venv/bin/python -m benchmarks.geocode_quality [--n 5000] [--seed 1] [--database geoshare]
+    .venv/bin/python -m benchmarks.geocode_quality [--n 5000] [--seed 1] [--database geoshare] [--real DIR]
 
 Reads the address database, builds the engine's in-memory index, writes ``n`` noisy queries of
 real and nonexistent addresses (``geocode.evaluation.noise``), geocodes them in this process and
-scores the answers against the true points (``geocode.evaluation.score``). Results go to
+scores the answers against the true points (``geocode.evaluation.score``), with a calibration
+table (per score band, the share of answers that are right). Then the real hand-labelled corpora
+(``--real``, default ``../shared/data/addresses-real``; read in place, never copied) go through
+the same engine (``geocode.evaluation.real``): rows of other provinces must never be ``ok`` nor
+a confident road, and Beijing rows must stay in the district they name. Results go to
 benchmarks/results/geocode-quality-<timestamp>.json and geocode-quality-latest.json with the
 machine's facts; the Markdown summary is printed.
 """
@@ -15,6 +19,7 @@ import argparse
 import json
 import time
 from dataclasses import asdict
+from pathlib import Path
 
 import numpy as np
 from sqlalchemy import Connection, create_engine, make_url
@@ -22,6 +27,7 @@ from sqlalchemy import Connection, create_engine, make_url
 from benchmarks.harness import ADMIN_URL, RESULTS, ROOT, machine_facts
 from geocode import index as geocode_index
 from geocode.evaluation.noise import Shares, make_cases, read_known, read_rows
+from geocode.evaluation.real import DEFAULT_FOLDER, evaluate_real, read_corpora
 from geocode.evaluation.score import evaluate
 from geocode.index import AddressIndex
 
@@ -38,6 +44,10 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--database", default="geoshare")
     ap.add_argument("--failures", type=int, default=40, help="worst failures kept in the results file")
+    ap.add_argument(
+        "--real", type=Path, default=DEFAULT_FOLDER, help="folder of the real corpora (*_train.jsonl)"
+    )
+    ap.add_argument("--no-real", action="store_true", help="skip the real corpora")
     args = ap.parse_args()
 
     from geocode.match import geocode
@@ -62,6 +72,8 @@ def main() -> None:
         flush=True,
     )
     report = evaluate(lambda q: geocode(index, q), cases, worst=args.failures)
+    real_rows = [] if args.no_real else read_corpora(args.real)
+    real = evaluate_real(lambda q: geocode(index, q), real_rows) if real_rows else None
 
     result = {
         "benchmark": "forward geocoding quality (noisy queries from the address database)",
@@ -77,6 +89,9 @@ def main() -> None:
         },
         "machine": machine_facts(url),
         "report": report.to_dict(),
+        "real": None
+        if real is None
+        else {"folder": str(args.real), "rows": len(real_rows), **real.to_dict()},
         "samples": [c.as_dict() for c in cases[:20]],
     }
     RESULTS.mkdir(exist_ok=True)
@@ -86,6 +101,9 @@ def main() -> None:
     out.write_text(body)
     (RESULTS / "geocode-quality-latest.json").write_text(body)
     print(report.to_markdown())
+    if real is not None:
+        print(f"\nReal corpora ({len(real_rows)} rows from {args.real}):\n")
+        print(real.to_markdown())
     print(f"written to {out.relative_to(ROOT)}")
 
 

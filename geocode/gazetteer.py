@@ -1,9 +1,9 @@
 """The division gazetteer: every name (and usual short, suffixed and former form) of every division.
 
-All of China down to county level from the NBS tables, the served city (Beijing) down to
-street/town and community/village, and renamed or merged divisions (崇文区 → 东城区) pointing at
-today's. Built once per process from the package data; lookups are plain dict probes, which is
-what keeps parsing in the microseconds.
+All of China down to street/town (街道/镇/乡, 41,352 with their NBS codes) from the NBS tables,
+the served city (Beijing) down to community/village, and renamed or merged divisions
+(崇文区 → 东城区, 江东区 → 鄞州区) pointing at today's. Built once per process from the package
+data; lookups are plain dict probes, which is what keeps parsing in the microseconds.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from importlib import resources
 from pathlib import Path
 
 PROVINCE, CITY, DISTRICT, TOWNSHIP, COMMUNITY = 1, 2, 3, 4, 5
+HOME_PROVINCE_CODE = "11"  # the served city, whose streets and communities come from its own table
 
 _ETHNIC = (
     "蒙古|回|藏|维吾尔|苗|彝|壮|布依|朝鲜|满|侗|瑶|白|土家|哈尼|哈萨克|傣|黎|傈僳|佤|畲|高山|拉祜|水|东乡|纳西|"
@@ -135,6 +136,15 @@ class Gazetteer:
         return out[::-1]
 
 
+def _autonomous_forms(name: str) -> tuple[str, ...]:
+    """德宏傣族景颇族自治州 → 德宏州, 德宏自治州; 务川仡佬族苗族自治县 → 务川县: the short written forms."""
+    stripped = _AUTONOMOUS_RE.sub("", name)
+    if stripped == name or len(stripped) < 2:
+        return ()
+    kind = name[-1]
+    return (stripped + kind, stripped + "自治" + kind)
+
+
 def _short_county(name: str) -> str | None:
     stripped = _AUTONOMOUS_RE.sub("", name)
     if stripped != name:
@@ -164,6 +174,8 @@ def _add_china(g: Gazetteer) -> dict[str, Place]:
         g.add_alias(p.name, p)
         short = _PROVINCE_SHORT.get(p.name) or re.sub(r"[省市]$", "", p.name)
         g.add_alias(short, p, bare=True)
+        if p.name in _PROVINCE_SHORT:
+            g.add_alias(short + "省", p)  # 广西省, 新疆省: written as if a province
     for row in _rows("cities.csv"):
         province = provinces[row["provinceCode"]]
         municipal = row["name"] in ("市辖区", "县", "省直辖县级行政区划", "自治区直辖县级行政区划")
@@ -173,6 +185,8 @@ def _add_china(g: Gazetteer) -> dict[str, Place]:
         if municipal and not province.name.endswith("市"):
             continue  # 省直辖县级行政区划 is not a name anyone writes
         g.add_alias(c.name, c)
+        for form in _autonomous_forms(c.name):
+            g.add_alias(form, c)
         short = _short_city(c.name)
         if short:
             g.add_alias(short, c, bare=True)
@@ -182,6 +196,8 @@ def _add_china(g: Gazetteer) -> dict[str, Place]:
         d = Place(row["code"], DISTRICT, row["name"], row["cityCode"])
         g.add_place(d)
         g.add_alias(d.name, d)
+        for form in _autonomous_forms(d.name):
+            g.add_alias(form, d)
         short = _short_county(d.name)
         if short and short != g.places[d.parent].name:
             g.add_alias(short, d, bare=True)
@@ -221,6 +237,35 @@ def _add_city_detail(g: Gazetteer) -> None:
                     g.add_alias(stem, c, bare=True)
 
 
+_NATIONAL_FORMS = {
+    "街道": ("街道办事处", "街道办", "街办"),
+    "镇": ("镇人民政府", "镇政府"),
+    "乡": ("乡人民政府", "乡政府"),
+}
+
+
+def _add_townships(g: Gazetteer) -> None:
+    """Streets and towns of every other province: full names, official forms and bare stems.
+
+    A stem (下沙 of 下沙街道, 织里 of 织里镇) is written alone often, but starts as many road names
+    (龙山路) as it names towns: the parser accepts it only inside a city or district already read
+    and not right before a road word.
+    """
+    for row in _rows("streets.csv"):
+        if row["provinceCode"] == HOME_PROVINCE_CODE or row["code"] in g.places:
+            continue
+        t = Place(row["code"], TOWNSHIP, row["name"], row["areaCode"])
+        g.add_place(t)
+        g.add_alias(t.name, t)
+        for form, variants in _NATIONAL_FORMS.items():
+            if t.name.endswith(form) and len(t.name) - len(form) >= 2:
+                stem = t.name[: -len(form)]
+                for v in variants:
+                    g.add_alias(stem + v, t)
+                g.add_alias(stem, t, bare=True)
+                break
+
+
 def _add_renames(g: Gazetteer) -> None:
     """Former names resolve to today's division (never shadowing a current name)."""
     for row in _rows("beijing_renames.csv"):
@@ -230,6 +275,17 @@ def _add_renames(g: Gazetteer) -> None:
             short = _short_county(row["old_name"])
             if short and short not in g.aliases:
                 g.add_alias(short, place, bare=True)
+    by_province: dict[tuple[str, str], Place] = {}
+    for p in g.places.values():
+        if p.level == DISTRICT:
+            by_province[(g.places[p.code[:2]].name, p.name)] = p
+    for row in _rows("county_renames.csv"):
+        target = by_province.get((row["province"], row["new_name"]))
+        if target and row["old_name"] not in g.aliases:
+            g.add_alias(row["old_name"], target)
+            short = _short_county(row["old_name"])
+            if short and short not in g.aliases:
+                g.add_alias(short, target, bare=True)
     by_name: dict[tuple[str, str], Place] = {}
     for p in g.places.values():
         if p.level in (CITY, DISTRICT) and p.parent:
@@ -259,5 +315,6 @@ def default_gazetteer() -> Gazetteer:
     g = Gazetteer()
     _add_china(g)
     _add_city_detail(g)
+    _add_townships(g)
     _add_renames(g)
     return g

@@ -27,6 +27,8 @@ from geocode.addressdb.codes import _SUFFIX_CODES
 SUFFIXES: list[str] = sorted(_SUFFIX_CODES, key=_SUFFIX_CODES.__getitem__)
 SUFFIX_IX: dict[str, int] = {s: i for i, s in enumerate(SUFFIXES)}
 VERSION_KEY = "addressdb"
+MAX_DOOR = 9_999  # the packed keys hold four digits of door number …
+MAX_BUILDING = 999  # … and three of building: anything larger would read as another road's address
 
 
 def door_key(road: int, door: int, suffix: int, building: int) -> int:
@@ -84,6 +86,7 @@ class AddressIndex:
     names_by_length: list[str] = field(default_factory=list)  # unique road names, shortest first
     length_starts: list[int] = field(default_factory=list)  # first position of each name length
     load_seconds: float = 0.0
+    _alike: dict[str, frozenset[str]] | None = field(default=None, repr=False)
 
     @property
     def size(self) -> int:
@@ -91,19 +94,25 @@ class AddressIndex:
 
     # -- lookups -------------------------------------------------------------------------------
     def find(self, road: int, door: int, suffix: int, building: int) -> int:
-        """Row of an exact address, or -1."""
+        """Row of an exact address, or -1 (a number too large for the key is nowhere: 100010号)."""
+        if not (0 <= door <= MAX_DOOR and 0 <= building <= MAX_BUILDING):
+            return -1
         k = door_key(road, door, suffix, building)
         i = int(np.searchsorted(self.key, k))
         return i if i < self.key.size and self.key[i] == k else -1
 
     def buildings_of(self, road: int, door: int, suffix: int) -> int:
         """How many building rows hang off a door (0 when it is not a compound door)."""
+        if not 0 <= door <= MAX_DOOR:
+            return 0
         lo = int(np.searchsorted(self.key, door_key(road, door, suffix, 1)))
         hi = int(np.searchsorted(self.key, door_key(road, door, suffix, 999), side="right"))
         return hi - lo
 
     def neighbours(self, road: int, door: int) -> tuple[int, int]:
         """Positions in ``pkey`` of the nearest existing same-side doors below and above (-1 if none)."""
+        if not 0 <= door <= MAX_DOOR:
+            return -1, -1
         k = parity_key(road, door)
         i = int(np.searchsorted(self.pkey, k))
         base = (road * 2 + (door & 1)) * 10_000
@@ -120,6 +129,16 @@ class AddressIndex:
         lo = starts[min(max(shortest, 0), len(starts) - 1)]
         hi = starts[min(max(longest + 1, 0), len(starts) - 1)]
         return self.names_by_length[lo:hi]
+
+    def named_alike(self, code: str) -> frozenset[str]:
+        """Codes of the divisions of the same level and name as ``code`` (八里庄街道 is in 朝阳区 and
+        海淀区): a query naming one names them all unless its district says which."""
+        if self._alike is None:
+            groups: dict[tuple[int, str], set[str]] = defaultdict(set)
+            for c, d in self.divisions.items():
+                groups[(d.level, d.name)].add(c)
+            self._alike = {c: frozenset(g) for g in groups.values() for c in g}
+        return self._alike.get(code, frozenset((code,)))
 
     def community_of(self, row: int) -> str:
         return self.community_codes[int(self.community[row])]

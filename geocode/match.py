@@ -6,13 +6,19 @@ dropped characters) by bigram candidates and edit similarity. Every road candida
 resolved down the hierarchy: building, door, interpolated door, road.
 
 Scores are calibrated so that ``CONFIDENT`` (0.8) separates answers that are right ~99% of the
-time from the rest: only an exact road with the exact door (or building) and no contradicting
-division reaches it. Fuzzy names, missing doors, missing buildings and contradictions all stay
-below, which is how a nonexistent address comes back "not sure" instead of confidently wrong.
+time from the rest: only a road named exactly as written (no characters added in front that
+nothing explains), with the exact door (or building) and no contradicting division reaches it.
+Fuzzy or edited names, missing doors, missing buildings and contradictions all stay below, which
+is how a nonexistent address comes back "not sure" instead of confidently wrong.
+
+The query is never contradicted: a candidate outside a division the query names (another city,
+district or street) is never first and stays below 0.5. When the named division has no such road,
+the division itself is the answer and the same road elsewhere is only a lower alternative.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from rapidfuzz import process
@@ -45,12 +51,13 @@ BASE = {
 }
 FUZZY_MIN = 0.6  # edit similarity below which a road name is not considered the same
 FUZZY_CAP = 0.78  # a fuzzy name never makes a confident answer on its own
-DISTRICT_MISMATCH = 0.45
-TOWNSHIP_MISMATCH = 0.8
-COMMUNITY_MISMATCH = 0.9
+DISTRICT_MISMATCH = 0.45  # outside a named city, district or street: ranks such hits among themselves
+CONTRADICTED_CAP = 0.45  # … and whatever else they score, they stay below this (and below every clean hit)
+COMMUNITY_MISMATCH = 0.8  # another community than the one written: found, but not as written
 COMPOUND_MISMATCH = 0.8
 MISSING_BUILDING = 0.72  # building asked for but absent: the door itself, not confident
 AMBIGUOUS = 0.55
+_JUNK_RE = re.compile(r"[^\u3400-\u9fff\uf900-\ufaff]*")  # no Chinese character: labels, stray letters
 _DIVISION_LEVELS = {
     COMMUNITY: Level.community,
     TOWNSHIP: Level.township,
@@ -73,6 +80,8 @@ class _Hit:
     door: int | None = None
     suffix: str = ""
     division: str | None = None  # division code for division levels
+    outside: Place | None = None  # a division the query names that this candidate lies outside of
+    similarity: float = 1.0  # of the road or compound name to the name as written
 
 
 def _road_candidates(index: AddressIndex, head: str) -> tuple[list[int], float, str]:
@@ -107,22 +116,39 @@ def _fuzzy_roads(index: AddressIndex, head: str, district: str | None) -> list[t
     return out[:8]
 
 
-def _admin_factor(index: AddressIndex, p: Parsed, district: str, community_code: str | None) -> float:
-    factor = 1.0
+def _outside(index: AddressIndex, p: Parsed, district: str, community_code: str | None) -> Place | None:
+    """The coarsest division the query names that a candidate in ``district`` (and community) is not in.
+
+    A street is named by its name: 八里庄街道 without a district names both Beijing has."""
     for level in (PROVINCE, CITY):  # 上海市… or city=上海 against a Beijing road: another city altogether
         if level in p.admin and not district.startswith(p.admin[level].code):
-            factor *= DISTRICT_MISMATCH
-            break
+            return p.admin[level]
     if DISTRICT in p.admin and p.admin[DISTRICT].code != district:
-        factor *= DISTRICT_MISMATCH
-    if community_code is not None:
-        if TOWNSHIP in p.admin and not community_code.startswith(p.admin[TOWNSHIP].code):
-            factor *= TOWNSHIP_MISMATCH
-        if COMMUNITY in p.admin and p.admin[COMMUNITY].code != community_code:
-            factor *= COMMUNITY_MISMATCH
-    elif TOWNSHIP in p.admin and not p.admin[TOWNSHIP].code.startswith(district):
-        factor *= TOWNSHIP_MISMATCH
-    return factor
+        return p.admin[DISTRICT]
+    township = p.admin.get(TOWNSHIP)
+    if township is not None:
+        alike = index.named_alike(township.code) if DISTRICT not in p.admin else (township.code,)
+        if community_code is not None and community_code[:9] not in alike:
+            return township
+        if not any(code.startswith(district) for code in alike):
+            return township
+    return None
+
+
+def _admin_factor(
+    index: AddressIndex, p: Parsed, district: str, community_code: str | None
+) -> tuple[float, Place | None]:
+    """(score factor, contradicted division) for a candidate in ``district`` and ``community_code``."""
+    outside = _outside(index, p, district, community_code)
+    factor = DISTRICT_MISMATCH if outside is not None else 1.0
+    community = p.admin.get(COMMUNITY)
+    if (
+        community_code is not None
+        and community is not None
+        and community_code not in index.named_alike(community.code)
+    ):
+        factor *= COMMUNITY_MISMATCH
+    return factor, outside
 
 
 def _compound_factor(index: AddressIndex, p: Parsed, row: int) -> float:
@@ -138,28 +164,46 @@ def _compound_factor(index: AddressIndex, p: Parsed, row: int) -> float:
 
 def _on_road(index: AddressIndex, p: Parsed, road: int, sim: float) -> _Hit:
     """Resolve a query on one road: building → door → interpolation → road."""
+    hit = _resolve(index, p, road, sim)
+    hit.similarity = sim
+    return hit
+
+
+def _resolve(index: AddressIndex, p: Parsed, road: int, sim: float) -> _Hit:
     name_factor = 1.0 if sim >= 1.0 else min(FUZZY_CAP, sim * 0.95) / BASE[Level.door]
     district = index.road_district[road]
     if p.door is None:
-        factor = _admin_factor(index, p, district, None) * name_factor
-        score = (0.75 if p.building is None else BASE[Level.road]) * factor
-        return _Hit(score, Level.road, road, lon=float(index.road_lon[road]), lat=float(index.road_lat[road]))
+        factor, outside = _admin_factor(index, p, district, None)
+        score = (0.75 if p.building is None else BASE[Level.road]) * factor * name_factor
+        lon, lat = float(index.road_lon[road]), float(index.road_lat[road])
+        return _Hit(score, Level.road, road, lon=lon, lat=lat, outside=outside)
     suffix = SUFFIX_IX.get(p.suffix, 0)
     if p.building is not None:
         row = index.find(road, p.door, suffix, p.building)
         if row >= 0:
-            factor = _admin_factor(index, p, district, index.community_of(row)) * name_factor
+            factor, outside = _admin_factor(index, p, district, index.community_of(row))
             return _Hit(
-                BASE[Level.building] * factor, Level.building, road, row, door=p.door, suffix=p.suffix
+                BASE[Level.building] * factor * name_factor,
+                Level.building,
+                road,
+                row,
+                door=p.door,
+                suffix=p.suffix,
+                outside=outside,
             )
     row = index.find(road, p.door, suffix, 0)
     if row >= 0:
-        factor = _admin_factor(index, p, district, index.community_of(row)) * name_factor
-        factor *= _compound_factor(index, p, row)
-        if p.building is not None:
-            factor *= MISSING_BUILDING
-        return _Hit(BASE[Level.door] * factor, Level.door, road, row, door=p.door, suffix=p.suffix)
-    return _interpolate(index, p, road, name_factor * _admin_factor(index, p, district, None))
+        factor, outside = _admin_factor(index, p, district, index.community_of(row))
+        factor *= name_factor * _compound_factor(index, p, row)
+        if p.building is not None or (p.unit is not None and index.buildings_of(road, p.door, suffix)):
+            factor *= MISSING_BUILDING  # a building asked for (or a unit among buildings): not here
+        return _Hit(
+            BASE[Level.door] * factor, Level.door, road, row, door=p.door, suffix=p.suffix, outside=outside
+        )
+    factor, outside = _admin_factor(index, p, district, None)
+    hit = _interpolate(index, p, road, name_factor * factor)
+    hit.outside = outside
+    return hit
 
 
 def _interpolate(index: AddressIndex, p: Parsed, road: int, factor: float) -> _Hit:
@@ -193,7 +237,7 @@ def _interpolate(index: AddressIndex, p: Parsed, road: int, factor: float) -> _H
     )
 
 
-def _compound_hits(index: AddressIndex, p: Parsed, name: str) -> list[_Hit]:
+def _compound_hits(index: AddressIndex, p: Parsed, name: str, sim: float) -> list[_Hit]:
     hits: list[_Hit] = []
     building, unit, room = p.building, p.unit, p.room
     if p.door is not None:  # 富力苑7号 / 富力苑7-1-801: after a compound name a number is a building
@@ -212,7 +256,7 @@ def _compound_hits(index: AddressIndex, p: Parsed, name: str) -> list[_Hit]:
             unit=unit,
             room=room,
         )
-        hit = _on_road(index, as_door, road, 1.0)
+        hit = _on_road(index, as_door, road, sim)
         community = index.compound_community[c]
         if COMMUNITY in p.admin and p.admin[COMMUNITY].code != community:
             hit.score *= COMMUNITY_MISMATCH
@@ -232,8 +276,23 @@ def _division_hit(index: AddressIndex, p: Parsed, asked_more: bool) -> _Hit | No
     return _Hit(score, level, lon=division.lon, lat=division.lat, division=division.code)
 
 
-def _exact_hits(index: AddressIndex, p: Parsed) -> list[_Hit]:
-    """Candidates from a road or compound name the database has, exactly as written."""
+def _written_as(gaz: Gazetteer, p: Parsed, name: str, leftover: str) -> float:
+    """1.0 when the name stands in the head as written; below when characters nothing explains come
+    before it (新安贞东路 is not 安贞东路): the share of the written head the name accounts for."""
+    if not leftover or _JUNK_RE.fullmatch(leftover):
+        return 1.0
+    # division names the admin reading did not take (a repeat, another order, after a label) …
+    for start in range(len(leftover) - 1):
+        chain, end, steps = read_admin(gaz, leftover[start:], p.admin)
+        if start + end == len(leftover) and steps and (start == 0 or not all(s.bare for s in steps)):
+            p.admin = chain  # … which the answer must then agree with (富阳金色家园 is not in Beijing)
+            return 1.0
+    return len(name) / (len(name) + len(leftover))
+
+
+def _exact_hits(index: AddressIndex, p: Parsed, gaz: Gazetteer) -> list[_Hit]:
+    """Candidates from a road or compound name the database has, as written (or with characters
+    added in front, scored as an edit)."""
     head = p.head
     if not head:
         return []
@@ -246,10 +305,11 @@ def _exact_hits(index: AddressIndex, p: Parsed) -> list[_Hit]:
                 if len(leftover) >= offset:
                     admin = chain
             p.admin = admin  # readings are this call's own: set, not copied
+        sim = _written_as(gaz, p, index.road_name[roads[0]], leftover)
         return [_on_road(index, p, r, sim) for r in roads]
     for i in range(len(head) - 1):
         if head[i:] in index.compounds_by_name:
-            hits = _compound_hits(index, p, head[i:])
+            hits = _compound_hits(index, p, head[i:], _written_as(gaz, p, head[i:], head[:i]))
             if hits:
                 return hits
     return []
@@ -369,35 +429,42 @@ def geocode(
     readings = parse(query, _context(gaz, city, district), gaz)
     if not readings:
         return GeocodeResult(query, Status.empty, message="nothing to look up")
-    scored = [(h, r) for r in readings for h in _exact_hits(index, r)]
+    scored = [(h, r) for r in readings for h in _exact_hits(index, r, gaz)]
     known_name = bool(scored)
     if not scored:
-        for reading in readings:  # the greedy reading first; the others only if it found no close name
+        # every reading: a name handed back (紫竹园西路 of 紫竹院街道) may be the closer spelling,
+        # unless the greedy one is already within one edit of a long name
+        for reading in readings:
             hits, best_sim = _fuzzy_hits(index, reading)
             scored.extend((h, reading) for h in hits)
-            if best_sim >= 0.75:
+            if best_sim >= 0.85:
                 break
     main = readings[0]
     if not scored:
-        asked_more = bool(main.head or main.door is not None)
+        asked_more = _asked_more(main)
         hit = _division_hit(index, main, asked_more)
         if hit is None:
             return GeocodeResult(
                 query,
                 Status.not_found,
-                parsed=main.components(),
+                parts=main.components,
                 message="no such place in the address database",
             )
         status = Status.partial if asked_more else Status.ok
         message = "the road or place is not in the address database; the division is" if asked_more else None
-        return GeocodeResult(query, status, [_dress(index, gaz, hit, main)], main.components(), message)
-    scored.sort(key=lambda hp: (-hp[0].score, hp[1].gave_back))
+        return GeocodeResult(query, status, [_dress(index, gaz, hit, main)], main.components, message)
+    division = _contradicted(index, gaz, scored)
+    if division is not None and division[0] is None:  # named a city this database does not cover
+        return GeocodeResult(query, Status.not_found, parts=division[1].components, message=division[2])
+    scored.sort(key=lambda hp: (hp[0].outside is not None, -hp[0].score, hp[1].gave_back))
     ambiguous = _ambiguous(index, scored)
     if ambiguous:
         for h, _ in scored:
             h.score *= AMBIGUOUS
     seen: set[tuple[int, int, float, float]] = set()
     candidates: list[Candidate] = []
+    if division is not None:
+        candidates.append(_dress(index, gaz, division[0], division[1]))
     for h, reading in scored:
         ident = (h.road, h.row, round(h.lon, 6), round(h.lat, 6))
         if ident in seen:
@@ -406,15 +473,50 @@ def geocode(
         candidates.append(_dress(index, gaz, h, reading))
         if len(candidates) >= limit:
             break
-    best_reading = scored[0][1]
+    best_reading = scored[0][1] if division is None else division[1]
     best = candidates[0]
-    if ambiguous:
+    if division is not None:
+        status, message = Status.partial, division[2]
+    elif ambiguous:
         status, message = Status.ambiguous, "the road name exists in several districts: add the district"
     elif best.score >= CONFIDENT:
         status, message = Status.ok, None
     else:
-        status, message = Status.partial, _why_partial(best, best_reading, known_name)
-    return GeocodeResult(query, status, candidates, best_reading.components(), message)
+        status, message = Status.partial, _why_partial(best, best_reading, known_name, scored[0][0])
+    return GeocodeResult(query, status, candidates, best_reading.components, message)
+
+
+def _contradicted(
+    index: AddressIndex, gaz: Gazetteer, scored: list[tuple[_Hit, Parsed]]
+) -> tuple[_Hit | None, Parsed, str] | None:
+    """Keep hits outside a named division below the clean ones and below 0.5. When every hit is
+    outside, the named division leads: (its hit, or None outside the database's area; the
+    reading; why). None when some hit agrees with every division the query names."""
+    clean = [h.score for h, _ in scored if h.outside is None]
+    floor = min(clean, default=1.0)
+    for h, _ in scored:
+        if h.outside is not None:
+            h.score = min(h.score, CONTRADICTED_CAP, floor * 0.99)
+    if clean:
+        return None
+    _, reading = max(scored, key=lambda hp: hp[0].score)
+    named = reading.admin[max(reading.admin)]  # every hit is outside a named division: there is one
+    where = "".join(dict.fromkeys(place.name for place in gaz.path(named)))  # 北京市 once, not as city too
+    what = reading.head or "the address"
+    division = _division_hit(index, reading, True)
+    if division is None:
+        return None, reading, f"{where} is outside the address database's area; nothing there matches"
+    for h, _ in scored:
+        h.score = min(h.score, division.score * 0.95)
+    return division, reading, f"no {what} in {where}: the division itself (matches elsewhere follow, lower)"
+
+
+def _asked_more(p: Parsed) -> bool:
+    """Anything written beyond the divisions (a name, a number, a note): a division alone does not
+    answer it, so the division is a partial answer, not a confident one."""
+    return bool(p.head or p.compound or p.remainder) or any(
+        v is not None for v in (p.door, p.building, p.unit, p.room, p.floor)
+    )
 
 
 def _ambiguous(index: AddressIndex, scored: list[tuple[_Hit, Parsed]]) -> bool:
@@ -431,9 +533,11 @@ def _ambiguous(index: AddressIndex, scored: list[tuple[_Hit, Parsed]]) -> bool:
     )
 
 
-def _why_partial(best: Candidate, p: Parsed, known_name: bool) -> str:
+def _why_partial(best: Candidate, p: Parsed, known_name: bool, hit: _Hit) -> str:
     if not known_name:
         return "no road of that name; the closest spelling was used"
+    if hit.similarity < 1.0:
+        return f"no road or place named {p.head}; {best.road or best.compound} was used"
     if best.level is Level.interpolated:
         return "no such door number; placed between its neighbours on the road"
     if best.level is Level.road:

@@ -6,6 +6,7 @@ are (after a CRS change of ``lon``/``lat``), the compatibility endpoints re-shap
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -22,6 +23,7 @@ class Level(StrEnum):
     township = "township"
     district = "district"
     city = "city"
+    poi = "poi"
 
     @property
     def label(self) -> str:
@@ -38,6 +40,7 @@ LEVEL_LABELS: dict[Level, str] = {
     Level.township: "街道",
     Level.district: "区县",
     Level.city: "城市",
+    Level.poi: "兴趣点",
 }
 
 CONFIDENT = 0.8
@@ -69,6 +72,13 @@ class Components:
     room: str | None = None
     floor: str | None = None
     remainder: str | None = None  # text nothing explained ("底商", "东门" …)
+    devzone: str | None = None  # development zone, park or new area (下沙经济开发区)
+    village_group: str | None = None  # 3组, 村民小组
+    poi: str | None = None  # the named place or compound as written (泰和小区, 北苑工业区)
+    subpoi: str | None = None  # a named part of it (竹苑, 东区)
+    phase: str | None = None  # 2期 → "2"
+    zone: str | None = None  # B区 → "B"
+    shop: str | None = None  # 12号商铺 → "12"
 
 
 @dataclass(slots=True)
@@ -110,8 +120,16 @@ class GeocodeResult:
     query: str
     status: Status
     candidates: list[Candidate] = field(default_factory=list)
-    parsed: Components = field(default_factory=Components)
+    parts: Components | Callable[[], Components] = field(default_factory=Components)
     message: str | None = None  # why the status is what it is, for people
+
+    @property
+    def parsed(self) -> Components:
+        """The query's parts, worked out when first asked for: a batch for a CSV job never asks,
+        and the segmenter costs 25-40 µs an address."""
+        if not isinstance(self.parts, Components):
+            self.parts = self.parts()
+        return self.parts
 
     @property
     def best(self) -> Candidate | None:

@@ -4,6 +4,10 @@ Full-width forms become half-width (NFKC), 號 becomes 号, building words (栋/
 Chinese numerals that count doors, buildings, units, rooms and floors become digits (二十七号 → 27号,
 一〇八号 → 108号) while numerals inside names stay (三里屯路, 头条), and separators go. What is left
 is a string of Han characters, digits, ASCII letters and ``-`` between numbers.
+
+Before that, :func:`clean` drops what people (and the systems they copy from) put around an
+address: labels (注册地址：), ``null``, six-digit postcodes, phone numbers, 电联, and dashes used as
+separators between names (浙江省-金华市-义乌市); a dash between numbers (7-6-1046) stays.
 """
 
 from __future__ import annotations
@@ -31,12 +35,26 @@ _CN_DIGITS = {
 }
 _CN_UNITS = {"十": 10, "百": 100, "千": 1000}
 _NUMERAL = "零〇○一二两三四五六七八九十百千"
-_COUNTED = "号楼|号院|号|栋|幢|座|单元|室|层|楼|户|院"
+_COUNTED = "号楼|号院|号|栋|幢|座|单元|室|层|楼|户|院|期|组"
 _CN_NUMBER_RE = re.compile(rf"(?<![{_NUMERAL}])([{_NUMERAL}]+)(?=(?:{_COUNTED}))")
 _SEPARATORS_RE = re.compile(r"[\s,，。.、;；:：!！?？\"'“”‘’`()（）\[\]【】{}<>《》「」『』|/\\_~*&^%$@=+]+")
-_DASHES_RE = re.compile(r"(?<=\d)\s*[-－—–~～之]\s*(?=\d)")
+_DASHES_RE = re.compile(r"(?<=\d)\s*[-－—–~～之一/_]\s*(?=\d)")  # 7-6-1046, 17一10一6, 139幢4/1268
 _HASH_RE = re.compile(r"(?<=\d)#")
 _BUILDING_WORD_RE = re.compile(r"(?<=\d)(?:号?栋|号?幢|号?座|号楼)")
+_TYPO_BUILDING_RE = re.compile(r"(?<=[\dA-Za-z])[懂撞桩]")  # 栋 mistyped by pinyin input (dong, zhuang)
+_LABEL_RE = re.compile(
+    r"(?:[\u4e00-\u9fff]{0,6}(?:地址|住址|住所|地点|位置)|邮编|邮政编码|电话|手机|联系电话|联系方式|tel|TEL|Tel)\s*[:：]"
+)
+_JUNK_WORD_RE = re.compile(r"(?<![A-Za-z])(?:null|NULL|Null|None|none|undefined|nan|NaN)(?![A-Za-z])|电联")
+_PHONE_RE = re.compile(
+    r"(?:(?:联系)?电话|手机|tel|TEL|Tel)?\s*(?<!\d)(?:1[3-9]\d{9}|0\d{2,3}-?\d{7,8})(?!\d)"
+)
+_POSTCODE_RE = re.compile(
+    r"(?:^|(?<=[\s,;:、。]))\d{6}(?=[\s,;:、。]|$|[\u4e00-\u9fff](?<![号栋幢楼室层单元]))"
+)
+_JUNK_RE = re.compile("|".join(f"(?:{r.pattern})" for r in (_LABEL_RE, _JUNK_WORD_RE, _PHONE_RE)))
+_SIX_DIGITS_RE = re.compile(r"\d{6}")
+_NAME_DASH_RE = re.compile(r"(?<![0-9A-Za-z])-+|-+(?![0-9A-Za-z])")
 _KEEP_RE = re.compile(r"[^\u3400-\u9fff\uf900-\ufaff0-9A-Za-z\-]+")
 
 _TRADITIONAL = (
@@ -76,12 +94,22 @@ def _numeral(match: re.Match[str]) -> str:
     return match.group(1) if value is None else str(value)
 
 
+def clean(text: str) -> str:
+    """Labels, ``null``, postcodes, phone numbers and name-separating dashes removed (NFKC first)."""
+    text = unicodedata.normalize("NFKC", text[: MAX_QUERY_CHARS * 2]).translate(_CHAR_MAP)
+    text = _JUNK_RE.sub(" ", text)
+    if _SIX_DIGITS_RE.search(text):  # most addresses have no six digits in a row: skip the postcode rule
+        text = _POSTCODE_RE.sub(" ", text.strip())
+    if "-" in text or "之" in text or "一" in text or "/" in text or "_" in text or "~" in text:
+        text = _DASHES_RE.sub("-", text)
+    return _NAME_DASH_RE.sub(" ", text) if "-" in text else text
+
+
 def normalize(text: str) -> str:
     """The canonical form the parser works on; empty when nothing usable is left."""
-    text = unicodedata.normalize("NFKC", text[: MAX_QUERY_CHARS * 2]).translate(_CHAR_MAP)
-    text = _SEPARATORS_RE.sub("", _DASHES_RE.sub("-", text))
+    text = _SEPARATORS_RE.sub("", clean(text))
     text = _CN_NUMBER_RE.sub(_numeral, text)
-    text = _HASH_RE.sub("号楼", text)
+    text = _HASH_RE.sub("号楼", _TYPO_BUILDING_RE.sub("栋", text))
     text = _BUILDING_WORD_RE.sub("号楼", text)
     return _KEEP_RE.sub("", text)
 

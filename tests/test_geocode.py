@@ -212,3 +212,42 @@ def test_junk_gives_no_confident_answer(index: AddressIndex, query: str) -> None
     r = geocode(index, query)
     assert r.best is None or r.best.score < CONFIDENT
     assert r.status in (Status.empty, Status.not_found, Status.partial)
+
+
+def test_a_street_name_without_district_names_every_street_so_called(
+    address_db: Engine, index: AddressIndex
+) -> None:
+    """八里庄街道 is in 朝阳区 and 海淀区: without a district the query contradicts neither."""
+    rows = _sample(
+        address_db,
+        """
+        SELECT t.name, a.road, a.door_number, a.street_code FROM addr.address a
+        JOIN addr.division t ON t.code = a.street_code
+        WHERE a.level = 'door' AND a.door_suffix = '' AND a.compound_id IS NULL
+          AND (SELECT count(*) FROM addr.division t2 WHERE t2.level = 4 AND t2.name = t.name) > 1
+          AND (SELECT count(DISTINCT r.district_code) FROM addr.road r WHERE r.name = a.road) = 1
+        ORDER BY a.address_code LIMIT 10
+        """,
+    )
+    assert rows, "the demo city has street names shared by two districts"
+    for street, road, door, street_code in rows:
+        r = geocode(index, f"北京市{street}{road}{door}号")
+        assert r.status is Status.ok and r.best is not None and r.best.towncode == street_code, (
+            street,
+            r.best,
+        )
+
+
+def test_division_names_before_a_name_count_as_written(address_db: Engine, index: AddressIndex) -> None:
+    """Text before a road or compound name is explained only by divisions, which then must agree:
+    富阳金色家园 (富阳区, Zhejiang) is not Beijing's 金色家园."""
+    ((district, compound, building),) = _sample(
+        address_db,
+        "SELECT district, compound, building_number FROM addr.address WHERE level = 'building' "
+        "AND compound IS NOT NULL ORDER BY address_code LIMIT 1",
+    )
+    assert geocode(index, f"{district}{compound}{building}号楼").status is Status.ok
+    elsewhere = geocode(index, f"富阳{compound}{building}号楼")
+    assert elsewhere.best is None or elsewhere.best.score < 0.5, elsewhere.best
+    repeated = geocode(index, f"北京市{district}北京市{district}{compound}{building}号楼")
+    assert repeated.best is not None and repeated.best.adcode is not None

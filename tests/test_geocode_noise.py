@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -13,7 +15,9 @@ from geocode.evaluation.noise import (
     CONFUSABLE,
     FORMER_DISTRICTS,
     GENERIC_SUFFIXES,
+    HELD_OUT,
     NOISE_KINDS,
+    REAL_FORMS,
     Case,
     Known,
     Shares,
@@ -28,6 +32,9 @@ from geocode.evaluation.noise import (
 from geocode.normalize import cn_to_int
 
 N = 1500
+_HALFWIDTH = str.maketrans(
+    {chr(ord(c) + 0xFEE0): c for c in "0123456789-ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"}
+)
 
 
 @pytest.fixture(scope="module")
@@ -118,6 +125,15 @@ def test_nonexistent_cases_do_not_exist(cases: list[Case], address_db: Engine) -
                 )
                 > 0
             )
+        elif c.kind in ("absent_road_added", "absent_road_inserted"):
+            # one character added to a real road name, in front or inside: no road, compound or
+            # division is called that, so the address does not exist as written
+            assert len(d["road"]) == len(d["real_road"]) + 1 and d["road"] in c.query, c
+            if c.kind == "absent_road_added":
+                assert d["road"][1:] == d["real_road"], c
+            for table in ("addr.road", "addr.compound"):
+                assert _scalar(address_db, f"SELECT count(*) FROM {table} WHERE name = :r", r=d["road"]) == 0
+            assert _scalar(address_db, "SELECT count(*) FROM addr.road WHERE name = :r", r=d["real_road"]) > 0
         else:
             assert c.kind == "absent_compound"
             assert (
@@ -141,7 +157,11 @@ def test_old_names_only_for_the_former_districts_area(cases: list[Case]) -> None
         )
         code, streets = FORMER_DISTRICTS[name]
         assert c.district_code == code and c.district in ("东城区", "西城区") and c.street in streets
-    assert not any(("崇文" in c.query or "宣武" in c.query) for c in cases if "old_district" not in c.noise)
+    assert not any(
+        ("崇文" in c.query or "宣武" in c.query)
+        for c in cases
+        if "old_district" not in c.noise and not any(n in (c.road or "") for n in ("崇文", "宣武"))
+    )  # 崇文门外东路 keeps its name
 
 
 def test_typos_are_one_edit_of_the_true_name(cases: list[Case]) -> None:
@@ -233,3 +253,23 @@ def test_chinese_numeral_forms() -> None:
 def test_confusables_never_make_a_road_suffix() -> None:
     suffix_chars = set("".join(GENERIC_SUFFIXES))
     assert CONFUSABLE and all(a != b and b not in suffix_chars for a, b in CONFUSABLE.items())
+
+
+def test_real_forms_are_written_as_real_addresses_are(cases: list[Case]) -> None:
+    """Each form seen in the real corpora shows in the query the way it was seen there."""
+    by_kind = {k: [c for c in cases if k in c.noise] for k in REAL_FORMS}
+    assert all(by_kind.values()), [k for k, v in by_kind.items() if not v]
+    assert all(re.match(r"^10\d{4}", c.query.translate(_HALFWIDTH)) for c in by_kind["postcode"] if
+               "label" not in c.noise)  # fmt: skip
+    assert all(re.search(r"(地址|住所|场所)", c.query) for c in by_kind["label"])
+    assert all(re.search(r"null", c.query.translate(_HALFWIDTH), re.IGNORECASE) for c in by_kind["null_junk"])
+    assert all("懂" in c.query and c.kind == "building" for c in by_kind["building_typo"])
+    assert all(re.search(r"1\d{10}", c.query.translate(_HALFWIDTH)) for c in by_kind["phone"])
+    for c in by_kind["repeat_prefix"]:
+        first = c.written.get("province") or c.written["district"]
+        assert c.query.count(first.removesuffix("市").removesuffix("区")) >= 2, c.query
+    for c in by_kind["division_dash"]:
+        assert re.search(r"[-—]", c.query.translate(_HALFWIDTH)), c.query
+    # the true answer is untouched by junk: same point and codes as the address itself
+    assert all(c.exists for c in by_kind["note"] if c.kind in ("door", "building"))
+    assert set(REAL_FORMS) | set(ABSENT_KINDS) >= HELD_OUT

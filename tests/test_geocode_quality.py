@@ -51,3 +51,15 @@ def test_haversine() -> None:
     assert haversine_m(116.4, 39.9, 116.4, 40.9) == pytest.approx(111_195, rel=1e-3)
     assert haversine_m(116.0, 40.0, 117.0, 40.0) == pytest.approx(111_195 * np.cos(np.radians(40)), rel=2e-3)
     assert haversine_m(116.4, 39.9, 116.4, 39.9) == 0.0
+
+
+def test_calibration_table(report: Report) -> None:
+    """Per score band the share of right answers: confident answers are right, low ones mostly not."""
+    bands = {row["band"]: row for row in report.calibration}
+    assert sum(row["n"] for row in report.calibration) == report.cases
+    top = bands["[0.9, 1.0]"]
+    assert top["n"] > 0.6 * report.existing and top["share_right"] >= 0.99, report.calibration
+    low = [bands["[0.0, 0.3)"], bands["[0.3, 0.5)"]]
+    assert sum(r["right"] for r in low) <= 0.25 * max(1, sum(r["n"] for r in low)), report.calibration
+    assert "| score band | answers | right | share right |" in report.to_markdown()
+    assert report.named_district_kept >= 0.95 and report.outside_named_high == 0.0

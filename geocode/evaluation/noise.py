@@ -48,13 +48,39 @@ NOISE_KINDS: tuple[str, ...] = (
     "typo_drop",  # one road-name character left out
     "typo_swap",  # two adjacent road-name characters swapped
     "compound_only",  # 朝阳区阳光小区3号楼: no road, no door
+    # forms seen in real registered and delivery addresses (see REAL_FORMS)
+    "postcode",  # 100010 北京市…: a postcode in front
+    "label",  # 注册地址：, 住所:, 收货地址 …
+    "repeat_prefix",  # 北京北京市…, 北京市朝阳区北京市朝阳区…
+    "division_dash",  # 北京市-朝阳区-将台东路22号
+    "null_junk",  # 北京市null朝阳区…: an empty field exported as text
+    "building_typo",  # 3懂 for 3栋
+    "note",  # （外交学院北门）, _xx大厦, (近地铁站): notes in and after the address
+    "phone",  # held out: a phone number after the address
+    "letters_tail",  # held out: h楼d门2层, b座: letters for parts nobody keeps
 )
+REAL_FORMS: tuple[str, ...] = (
+    "postcode",
+    "label",
+    "repeat_prefix",
+    "division_dash",
+    "null_junk",
+    "building_typo",
+    "note",
+    "phone",
+    "letters_tail",
+)
+HELD_OUT: frozenset[str] = frozenset({"phone", "letters_tail", "absent_road_inserted"})
+"""Forms written after the engine was tuned and never tuned to: their figures say how it does on
+input it was not fitted to, as the owners' held-out set is built differently."""
 ABSENT_KINDS: tuple[str, ...] = (
     "absent_door",  # 30+ beyond the road's largest number
     "absent_road",  # a real stem with a suffix no road has
     "absent_road_in_district",  # a real road name in a district that has no such road
     "absent_building",  # beyond the compound's last building
     "absent_compound",  # a compound name that exists nowhere
+    "absent_road_added",  # a real road name with a character added in front (新安贞东路)
+    "absent_road_inserted",  # held out: a real road name with a character added inside its stem
 )
 DEFAULT_NOISE: dict[str, float] = {
     "no_province": 0.35,
@@ -75,6 +101,15 @@ DEFAULT_NOISE: dict[str, float] = {
     "typo_drop": 0.04,
     "typo_swap": 0.04,
     "compound_only": 0.4,  # of the buildings in uniquely named 小区
+    "postcode": 0.04,
+    "label": 0.05,
+    "repeat_prefix": 0.05,
+    "division_dash": 0.04,
+    "null_junk": 0.02,
+    "building_typo": 0.2,  # of the buildings written with 栋
+    "note": 0.06,
+    "phone": 0.03,
+    "letters_tail": 0.03,
 }
 
 GENERIC_SUFFIXES = ("胡同", "夹道", "大街", "路", "街", "巷", "条", "道")
@@ -154,6 +189,9 @@ FAKE_ROAD_SUFFIXES = (
 )
 FAKE_COMPOUND_FORMS = ("新城", "华府", "公馆", "丽舍", "御府", "尚城", "佳苑", "天地", "水岸", "雅居")
 SIDE_NOTES = ("（东门）", "(南门)", "（北门）", "（西侧）", "（近地铁站）")
+LABELS = ("注册地址：", "地址:", "住所：", "收货地址 ", "经营场所:", "详细地址：")
+NOTE_FORMS = ("（{w}北门）", "({w}东侧)", "_{w}大厦", "（{w}对面）", "（近{w}地铁站）", "{w}公司")
+ADDED_CHARS = "新老旧大小上下前后"  # what people (and typos) put in front of a road name
 SEPARATORS = (" ", "  ", "，", ",", "、", "。")
 _CN_DIGITS = "〇一二三四五六七八九"
 _DIVISION_SUFFIX_RE = re.compile(
@@ -465,6 +503,7 @@ class _Maker:
                 self.names_in_district[code].append(name)
         self.all_names = sorted(known.road_districts)
         self.compound_counts = {k: Counter(v) for k, v in known.compound_districts.items()}
+        self.division_stems = {short_name(n) for n in (*known.districts.values(), *FORMER_DISTRICTS)}
 
     # -- shared pieces ---------------------------------------------------------------------------
     def flip(self, kind: str) -> bool:
@@ -498,6 +537,7 @@ class _Maker:
 
     def finish(self, q: _Query) -> str:
         """Join the segments; punctuation, full-width digits and 號 apply to the whole string."""
+        self._real_forms(q)
         parts = [text for _, text in q.segments]
         if self.flip("punctuation") and parts:
             q.mark("punctuation")
@@ -520,6 +560,61 @@ class _Maker:
             q.mark("traditional_hao")
             out = out.replace("号", "號")
         return out
+
+    def note_word(self) -> str:
+        """A place word for a note that names no division (a note must not say another district)."""
+        for _ in range(20):
+            word = road_stem(self.pick(self.all_names))
+            if word not in self.known.division_words and not any(d in word for d in self.division_stems):
+                return word
+        return "商场"
+
+    def _real_forms(self, q: _Query) -> None:
+        """The junk of real registered addresses, as segments of their own (role ``junk``)."""
+        segs = q.segments
+        roles = [role for role, _ in segs]
+        lead = 0
+        while lead < len(roles) and roles[lead] in ("province", "district"):
+            lead += 1
+        if self.flip("note") and segs:
+            q.mark("note")
+            word = self.note_word()
+            note = self.pick(NOTE_FORMS).format(w=word)
+            # a bracketed note may sit right after the door (23号（外交学院北门）), a bare one only at the end
+            at = roles.index("door") + 1 if "door" in roles and note[0] in "（(" else len(segs)
+            segs.insert(at, ["junk", note])
+        if self.flip("letters_tail") and segs:
+            q.mark("letters_tail")
+            segs.append(["junk", self.pick(("h楼d门2层", "b座", "A门", "c区3层", "B1"))])
+        if self.flip("phone") and segs:
+            q.mark("phone")
+            number = "1" + "".join(str(int(d)) for d in self.rng.integers(0, 10, 10))
+            segs.append(["junk", self.pick((" ", " 电话", "，联系电话：", "/")) + number])
+        if self.flip("division_dash") and 0 < lead < len(segs):
+            q.mark("division_dash")
+            dash = self.pick(("-", "-", "—", " - "))
+            for i in range(1, lead + 1):
+                segs[i][1] = dash + segs[i][1]
+        if self.flip("repeat_prefix") and lead:
+            q.mark("repeat_prefix")
+            prefix = "".join(text for _, text in segs[:lead])
+            first = segs[0][1]
+            if roles[0] == "province" and short_name(first) != first and self.rng.random() < 0.5:
+                segs.insert(0, ["junk", short_name(first)])  # 北京北京市
+            else:
+                segs.insert(0, ["junk", prefix])
+        if self.flip("null_junk") and segs:
+            q.mark("null_junk")
+            segs.insert(
+                int(self.rng.integers(0, min(2, len(segs)) + 1)), ["junk", self.pick(("null", "NULL"))]
+            )
+        if self.flip("postcode"):
+            q.mark("postcode")
+            code = "10" + "".join(str(int(d)) for d in self.rng.integers(0, 10, 4))
+            segs.insert(0, ["junk", code + self.pick(("", " ", "，"))])
+        if self.flip("label"):
+            q.mark("label")
+            segs.insert(0, ["junk", self.pick(LABELS)])
 
     def typo_for(self, name: str, scope: list[str]) -> tuple[str, str] | None:
         """(kind, misspelt name) for one typo kind drawn by its share, unless it makes the query ambiguous."""
@@ -681,6 +776,9 @@ class _Maker:
         if variant == "word":
             q.mark("suffix_variant")
             word = self.pick(("栋", "号栋", "座", "幢") if cn else ("栋", "号栋", "座", "幢", "#"))
+            if word.endswith("栋") and self.flip("building_typo"):
+                q.mark("building_typo")
+                word = word.replace("栋", "懂")
             q.add("building", self.number(b, cn, q, long_ok=False) + word)
         else:
             q.add("building", self.number(b, cn, q, long_ok=False) + "号楼")
@@ -757,6 +855,13 @@ class _Maker:
                 q.add("compound", r["compound"])
             q.add("building", self.number(b, cn, q, long_ok=False) + "号楼")
             detail = {"compound_id": int(r["compound_id"]), "compound": r["compound"], "building": b}
+        elif kind in ("absent_road_added", "absent_road_inserted"):
+            name = self._edited_road(r["road"], inside=kind == "absent_road_inserted")
+            if name is None:
+                return None
+            q.add("road", name)
+            q.add("door", self.door(int(r["door_number"]), r["door_suffix"], cn, q))
+            detail = {"road": name, "real_road": r["road"], "door": int(r["door_number"])}
         elif kind == "absent_compound":
             name = self._fake_compound(r)
             if name is None:
@@ -794,6 +899,25 @@ class _Maker:
             name = stem + str(suffix)
             if name not in self.known.road_districts and name not in self.known.compound_districts:
                 return name
+        return None
+
+    def _edited_road(self, real: str, inside: bool) -> str | None:
+        """A real road name with one character added (in front, or inside its stem) that names nothing."""
+        stem_end = len(real) - len(generic_suffix(real))
+        for ch in self.rng.permutation(list(ADDED_CHARS)):
+            if inside:
+                if stem_end < 2:
+                    return None
+                i = int(self.rng.integers(1, stem_end))
+                name = real[:i] + str(ch) + real[i:]
+            else:
+                name = str(ch) + real
+            if name in self.known.road_districts or name in self.known.compound_districts:
+                continue
+            # 大兴… or 小红门…: a division read off the front would make it a real address again
+            if any(name[:k] in self.known.division_words for k in range(2, len(name))):
+                continue
+            return name
         return None
 
     def _fake_compound(self, r: dict[str, Any]) -> str | None:

@@ -17,10 +17,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from geocode.evaluation.noise import Case
+from geocode.evaluation.noise import HELD_OUT, Case
 from geocode.model import CONFIDENT, GeocodeResult, Status
 
 WITHIN_M = 50.0
+BANDS: tuple[tuple[float, float], ...] = ((0.0, 0.3), (0.3, 0.5), (0.5, 0.8), (0.8, 0.9), (0.9, 1.0))
+"""Score bands of the calibration table; the last one includes 1.0."""
 TARGETS: dict[str, tuple[str, float]] = {
     # metric: (comparison, bound) as the acceptance criteria state them
     "top1_within_50m": (">=", 0.97),
@@ -34,6 +36,8 @@ _LABELS = {
     "confident_wrong": "confident but > 50 m away",
     "confident_share": "confident answers (existing)",
     "nonexistent_confident": "confident answers for nonexistent addresses",
+    "named_district_kept": "road in a district without it: top answer in the named district",
+    "outside_named_high": "… top answer outside the named district at score ≥ 0.5",
 }
 
 
@@ -80,6 +84,12 @@ class Outcome:
     def street_ok(self) -> bool:
         return self.district_ok and self.towncode is not None and self.towncode == self.case.street_code
 
+    @property
+    def right(self) -> bool:
+        """What the calibration table counts: the true point within 50 m. An answer for an address
+        that does not exist is never right, whatever it is (there is no true point to be near)."""
+        return self.case.exists and self.hit
+
     def failure(self) -> dict[str, Any]:
         c = self.case
         return {
@@ -122,9 +132,13 @@ class Report:
     confident_wrong: float
     confident_share: float
     nonexistent_confident: float
+    named_district_kept: float
+    outside_named_high: float
     latency_ms: dict[str, float]
     by_noise: dict[str, dict[str, float]]
     by_kind: dict[str, dict[str, float]]
+    calibration: list[dict[str, Any]] = field(default_factory=list)
+    held_out: dict[str, float] = field(default_factory=dict)
     targets: dict[str, dict[str, Any]] = field(default_factory=dict)
     failures: list[dict[str, Any]] = field(default_factory=list)
 
@@ -159,6 +173,17 @@ class Report:
                 f"| {kind} | {s['n']} | {pct(s['top1_within_50m'])} | {pct(s['district_street_correct'])} "
                 f"| {pct(s['confident_wrong'])} |"
             )
+        lines += ["", calibration_markdown(self.calibration)]
+        if self.held_out:
+            h = self.held_out
+            lines += [
+                "",
+                f"Held-out forms ({', '.join(sorted(HELD_OUT))}, never tuned to): "
+                f"{h['n_existing']} existing, top-1 within 50 m {pct(h['top1_within_50m'])}, "
+                f"district + street {pct(h['district_street_correct'])}, "
+                f"confident wrong {pct(h['confident_wrong'])}; "
+                f"{h['n_nonexistent']} nonexistent, confident {pct(h['nonexistent_confident'])}",
+            ]
         lines += ["", "| kind | n | top-1 ≤ 50 m | confident |", "|---|---:|---:|---:|"]
         for kind, s in self.by_kind.items():
             hit = pct(s["top1_within_50m"]) if "top1_within_50m" in s else "–"
@@ -181,6 +206,42 @@ class Report:
 
 def _pct(x: float) -> str:
     return f"{100 * x:.2f}%"
+
+
+def band_label(lo: float, hi: float) -> str:
+    return f"[{lo:.1f}, {hi:.1f}]" if hi >= 1.0 else f"[{lo:.1f}, {hi:.1f})"
+
+
+def calibration(answers: Sequence[tuple[float | None, bool]]) -> list[dict[str, Any]]:
+    """Per score band: how many answers, how many right, the share right; a last row for no answer.
+
+    Why: a score is only useful if it means the same everywhere: answers at 0.9 should be right
+    about nine times in ten or more, and those below 0.5 should not be trusted."""
+    rows: list[dict[str, Any]] = []
+    for i, (lo, hi) in enumerate(BANDS):
+        last = i == len(BANDS) - 1
+        inside = [
+            right for score, right in answers if score is not None and lo <= score and (score < hi or last)
+        ]
+        rows.append(
+            {
+                "band": band_label(lo, hi),
+                "n": len(inside),
+                "right": sum(inside),
+                "share_right": sum(inside) / len(inside) if inside else None,
+            }
+        )
+    none = [right for score, right in answers if score is None]
+    rows.append({"band": "no answer", "n": len(none), "right": sum(none), "share_right": None})
+    return rows
+
+
+def calibration_markdown(rows: Sequence[dict[str, Any]], title: str = "score band") -> str:
+    lines = [f"| {title} | answers | right | share right |", "|---|---:|---:|---:|"]
+    for r in rows:
+        share = "–" if r["share_right"] is None else _pct(r["share_right"])
+        lines.append(f"| {r['band']} | {r['n']} | {r['right']} | {share} |")
+    return "\n".join(lines)
 
 
 def _rate(items: Sequence[Outcome], test: Callable[[Outcome], bool]) -> float:
@@ -254,6 +315,9 @@ def evaluate(geocode_fn: Callable[[str], GeocodeResult], cases: Sequence[Case], 
             else {"n": len(items), "confident": _rate(items, lambda o: o.confident)}
         )
 
+    moved = [o for o in absent if o.case.kind == "absent_road_in_district"]
+    held = [o for o in existing if set(o.case.noise) & HELD_OUT]
+    held_absent = [o for o in absent if o.case.kind in HELD_OUT or set(o.case.noise) & HELD_OUT]
     ms = sorted(o.ms for o in outcomes) or [0.0]
     report = Report(
         cases=len(outcomes),
@@ -266,6 +330,10 @@ def evaluate(geocode_fn: Callable[[str], GeocodeResult], cases: Sequence[Case], 
         confident_wrong=_rate(existing, lambda o: o.confident and not o.hit),
         confident_share=_rate(existing, lambda o: o.confident),
         nonexistent_confident=_rate(absent, lambda o: o.confident),
+        named_district_kept=_rate(moved, lambda o: o.adcode == o.case.district_code),
+        outside_named_high=_rate(
+            moved, lambda o: o.adcode != o.case.district_code and (o.score or 0.0) >= 0.5
+        ),
         latency_ms={
             "p50": round(statistics.median(ms), 3),
             "p95": round(ms[min(len(ms) - 1, math.ceil(0.95 * len(ms)) - 1)], 3),
@@ -275,6 +343,15 @@ def evaluate(geocode_fn: Callable[[str], GeocodeResult], cases: Sequence[Case], 
         by_noise={k: _group_existing(v) for k, v in sorted(by_noise.items())},
         by_kind=kinds,
         failures=_worst(existing, absent, worst),
+        calibration=calibration([(o.score, o.right) for o in outcomes]),
+        held_out={
+            "n_existing": len(held),
+            "top1_within_50m": _rate(held, lambda o: o.hit),
+            "district_street_correct": _rate(held, lambda o: o.street_ok),
+            "confident_wrong": _rate(held, lambda o: o.confident and not o.hit),
+            "n_nonexistent": len(held_absent),
+            "nonexistent_confident": _rate(held_absent, lambda o: o.confident),
+        },
     )
     for key, (op, bound) in TARGETS.items():
         value = getattr(report, key)

@@ -33,6 +33,7 @@ import orjson
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import DataError
 
+from geoshare.access.audit_partitions import check_retention
 from geoshare.access.identity import Principal
 
 log = logging.getLogger("geoshare.audit")
@@ -63,6 +64,7 @@ class AuditConfig:
     batch: int = 2000
     buffer_max: int = 100_000
     timezone: str = "Asia/Shanghai"  # the "day" of the usage statistics and of daily quotas
+    retention_months: int = 0  # months of audit log kept (0: all); see access.audit_partitions
 
     @classmethod
     def from_settings(cls, settings: object) -> AuditConfig:
@@ -73,6 +75,7 @@ class AuditConfig:
             batch=setting(settings, "audit_batch", d.batch),
             buffer_max=setting(settings, "audit_buffer_max", d.buffer_max),
             timezone=setting(settings, "usage_timezone", d.timezone),
+            retention_months=check_retention(setting(settings, "audit_retention_months", d.retention_months)),
         )
 
 

@@ -31,7 +31,7 @@ from fastapi import FastAPI
 from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from geoshare.access import keys
+from geoshare.access import audit_partitions, keys
 from geoshare.access.audit import Access, AuditConfig, AuditWriter, TallyKey
 from geoshare.access.identity import Principal
 from geoshare.access.ratelimit import LimitConfig, Limiter
@@ -106,11 +106,22 @@ class Runtime:
         self.limiter = Limiter(LimitConfig.from_settings(settings))
         self.writer = AuditWriter(self.engine, self.config, ticks=[self._tick])
         self._last_refresh = 0.0
+        self._last_partitions = 0.0
 
     def start(self) -> None:
-        """Load the department limits now (so they hold from the first request) and start writing."""
+        """Load the department limits now (so they hold from the first request), make the coming
+        months' partitions of the log, and start writing."""
         self.refresh_limits()
+        self.maintain_partitions()
         self.writer.start()
+
+    def maintain_partitions(self) -> None:
+        try:
+            with self.engine.begin() as conn:
+                audit_partitions.maintain(conn, self.config.retention_months)
+        except Exception:  # noqa: BLE001 - no database now: the default partition keeps the rows
+            log.warning("could not maintain the audit log's partitions; trying again later", exc_info=True)
+        self._last_partitions = time.monotonic()
 
     def close(self) -> None:
         self.writer.close()
@@ -128,6 +139,8 @@ class Runtime:
         if now - self._last_refresh >= self.limiter.config.refresh_seconds:
             self.refresh_limits()
             self.limiter.prune(now)
+        if now - self._last_partitions >= audit_partitions.EVERY_SECONDS:
+            self.maintain_partitions()
 
 
 def runtime(app: FastAPI) -> Runtime:

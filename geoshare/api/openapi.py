@@ -4,7 +4,7 @@ FastAPI writes OpenAPI 3.1; the OGC API conformance class the landing page claim
 GDAL, QGIS, OWSLib and ``ogctests`` read 3.0 (``nullable``, ``example``, ``format: binary``). So the
 generated document is lowered to 3.0.3 here, once per worker, and every operation is given the
 answers the app really sends: RFC 7807 problems for 400 (a bad parameter), 401 (a bad key), 403 (a
-key used where it may not be), 404 (for operations on a resource), 429 (rate limit, with
+key used where it may not be), 404 (nothing there, or nothing this caller may see), 429 (rate limit, with
 ``Retry-After``) and 503 (the database restarting); FastAPI's 422 "Validation Error" stays only on
 operations with a body (the app answers a bad query or path parameter with a 400).
 """

@@ -14,6 +14,7 @@ from geoshare.cli import (
     geocode,
     imagery,
     layer,
+    places,
     quota,
     serve,
     tiles,
@@ -28,6 +29,7 @@ app.add_typer(db.app, name="db")
 app.add_typer(layer.app, name="layer")
 app.add_typer(demo.app, name="demo")
 app.add_typer(address.app, name="address")
+app.add_typer(places.app, name="places")
 app.add_typer(access.department_app, name="department")
 app.add_typer(access.key_app, name="key")
 access.department_app.command("limits")(quota.limits)

@@ -16,7 +16,7 @@ from sqlalchemy import Connection, Engine, text
 from geocode.addressdb.steps import Progress, Steps
 from geoshare.demo.metadata import DEPARTMENTS, LAYERS
 
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 3  # 3: place names (地名)
 MARKER_KEY = "demo"
 
 
@@ -130,7 +130,7 @@ def _file_demo_agreement(conn: Connection) -> None:
 def step_names(publish: bool = True) -> list[str]:
     layers = [f"layer {k}" for k in LAYERS] if publish else []
     extra = ["agreements"] if publish else []
-    return ["generate city", "departments", "address database", *layers, *extra, "commit"]
+    return ["generate city", "departments", "address database", "place names", *layers, *extra, "commit"]
 
 
 def load_demo(
@@ -151,6 +151,10 @@ def load_demo(
                 upsert_departments(conn)
             with steps.step("address database"):
                 replace_address_database(conn, **city.address_tables())
+            with steps.step("place names"):
+                from geoshare.demo.places import load_demo_places
+
+                load_demo_places(conn)
             if publish:
                 from layers.publish import publish_frame
 

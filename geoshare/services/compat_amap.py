@@ -37,6 +37,7 @@ AMAP_LEVELS: dict[Level, str] = {
     Level.township: "乡镇",
     Level.district: "区县",
     Level.city: "市",
+    Level.poi: "兴趣点",
 }
 
 # Amap's citycode is the telephone area code; keyed by the 4-digit city division code.
@@ -225,3 +226,79 @@ def regeo_batch_response(
     located = _door_locations(candidates, crs)
     bodies = [_regeocode(c, q, xy, extensions) for c, q, xy in zip(candidates, queries, located, strict=True)]
     return {**OK, "regeocodes": bodies}
+
+
+# --- place search: /v3/assistant/inputtips and /v3/place/text ------------------------------------
+
+TYPECODES: dict[str, str] = {
+    "government": "130100",  # 政府机关
+    "school": "141200",  # 学校
+    "hospital": "090100",  # 综合医院
+    "park": "110101",  # 公园
+    "station": "150200",  # 火车站
+    "airport": "150104",  # 飞机场
+    "landmark": "110200",  # 风景名胜
+    "residential": "120302",  # 住宅小区
+    "building": "120201",  # 商务写字楼
+    "other": "190000",  # 地名地址信息
+    "road": "190301",  # 道路名
+    "compound": "120302",
+    "division": "190104",  # 区县级地名
+    "address": "190400",  # 门牌信息
+}
+
+
+def _xy_text(lon: float | None, lat: float | None, crs: str) -> str | Empty:
+    if lon is None or lat is None or math.isnan(lon):
+        return []
+    return _location(from_wgs84_many(np.array([[lon, lat]]), crs)[0])
+
+
+def inputtips_response(suggestions: Sequence[Any], divisions: dict[str, Any], crs: str = GCJ) -> dict:
+    """``/v3/assistant/inputtips``: ``tips`` with id, name, district, adcode, location, address, typecode."""
+    tips = []
+    for s in suggestions:
+        category = s.category if s.kind == "place" else s.kind
+        tips.append(
+            {
+                "id": f"P{s.place_id}" if s.place_id is not None else [],
+                "name": s.name,
+                "district": _s(getattr(divisions.get(s.district_code or ""), "full_name", None)),
+                "adcode": _s(s.district_code),
+                "location": _xy_text(s.lon, s.lat, crs),
+                "address": _s(s.address if s.kind != "address" else None),
+                "typecode": TYPECODES.get(category or "other", "190000"),
+            }
+        )
+    return {**OK, "count": str(len(tips)), "tips": tips}
+
+
+def place_text_response(
+    places: Any, hits: Sequence[tuple[int, float, float | None]], divisions: dict[str, Any], crs: str = GCJ
+) -> dict:
+    """``/v3/place/text``: ``pois`` in Amap's keys (``pname``, ``cityname``, ``adname`` …)."""
+    from geocode.places.model import CATEGORIES
+
+    pois = []
+    for i, _, distance in hits:
+        adcode = places.district_code[i]
+        division = divisions.get(adcode or "")
+        path = division.path if division is not None else ()
+        pois.append(
+            {
+                "id": f"P{int(places.ids[i])}",
+                "name": places.name[i],
+                "type": CATEGORIES.get(places.category[i], "其他"),
+                "typecode": TYPECODES.get(places.category[i], "190000"),
+                "address": _s(places.address[i]),
+                "location": _xy_text(float(places.lon[i]), float(places.lat[i]), crs),
+                "tel": [],
+                "distance": f"{distance:.0f}" if distance is not None else [],
+                "pname": _s(path[0] if path else None),
+                "cityname": _s(path[1] if len(path) > 1 else None),
+                "adname": _s(division.name if division is not None else None),
+                "adcode": _s(adcode),
+                "citycode": _s(CITY_AREA_CODES.get((adcode or "")[:4])),
+            }
+        )
+    return {**OK, "count": str(len(pois)), "suggestion": {"keywords": [], "cities": []}, "pois": pois}

@@ -116,12 +116,22 @@ def holder(state: object) -> IndexHolder:
 def forward(
     app: object, address: str, *, city: str | None = None, district: str | None = None, limit: int = 5
 ) -> GeocodeResult:
+    """Address first; place names (地名) only where that answer leaves room (``services.places``)."""
+    from geoshare.services.places import with_places  # it builds on this module's holder
+
     index = holder(app.state).get()  # type: ignore[attr-defined]
-    return geocode(index, address, city=city, district=district, limit=limit)
+    result = geocode(index, address, city=city, district=district, limit=limit)
+    return with_places(app, result, city=city, district=district, limit=limit)
 
 
 def forward_many(
     app: object, addresses: list[str], *, city: str | None = None, district: str | None = None, limit: int = 1
 ) -> list[GeocodeResult]:
+    from geoshare.services.places import with_places
+
     index = holder(app.state).get()  # type: ignore[attr-defined]
-    return [geocode(index, a, city=city, district=district, limit=limit) for a in addresses]
+    return [
+        with_places(app, geocode(index, a, city=city, district=district, limit=limit), city=city,
+                    district=district, limit=limit)  # fmt: skip
+        for a in addresses
+    ]

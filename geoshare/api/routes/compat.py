@@ -256,3 +256,70 @@ def tianditu_geocoder(request: Request) -> Response:
         return json_response(tianditu.error(exc.message))
     except LayerError as exc:
         return json_response(tianditu.error(exc.detail))
+
+
+AMAP_TIPS_MAX, AMAP_PAGE_SIZE_MAX = 20, 25
+
+
+def _int_param(request: Request, name: str, default: int, low: int, high: int) -> int:
+    value = _param(request, name)
+    if value is None:
+        return default
+    if not value.isdigit() or not low <= int(value) <= high:
+        raise CompatError(f"{name} must be an integer within {low}..{high}")
+    return int(value)
+
+
+def _keywords(request: Request) -> str:
+    keywords = _param(request, "keywords", required=True) or ""
+    if len(keywords) > MAX_QUERY_CHARS:
+        raise CompatError(f"keywords is longer than {MAX_QUERY_CHARS} characters")
+    return keywords
+
+
+def _amap_near(request: Request, crs: str) -> tuple[float, float] | None:
+    location = _param(request, "location")
+    if location is None:
+        return None
+    return to_wgs84(*_lonlat(location, "location"), crs)
+
+
+@router.get("/amap/v3/assistant/inputtips", summary="Amap-compatible input tips (as-you-type suggest)")
+def amap_inputtips(request: Request) -> Response:
+    def run() -> dict[str, Any]:
+        from geoshare.services import geocoding, places
+
+        _check_output(request)
+        keywords = _keywords(request)
+        crs = _amap_crs(request)
+        near = _amap_near(request, crs)
+        datatype = (_param(request, "datatype") or "all").lower()
+        if datatype not in ("all", "poi", "bus", "busline"):
+            raise CompatError("datatype must be all, poi, bus or busline")
+        found = places.suggestions(request.app, keywords, near=near, limit=AMAP_TIPS_MAX)
+        if datatype == "poi":
+            found = [s for s in found if s.kind == "place"]
+        elif datatype != "all":
+            found = []  # no transit data
+        divisions = geocoding.holder(request.app.state).get().divisions
+        return amap.inputtips_response(found[:10], divisions, crs=crs)
+
+    return _amap(run)
+
+
+@router.get("/amap/v3/place/text", summary="Amap-compatible keyword search of places")
+def amap_place_text(request: Request) -> Response:
+    def run() -> dict[str, Any]:
+        from geoshare.services import geocoding, places
+
+        _check_output(request)
+        keywords = _keywords(request)
+        crs = _amap_crs(request)
+        near = _amap_near(request, crs)
+        size = _int_param(request, "offset", 20, 1, AMAP_PAGE_SIZE_MAX)
+        page = _int_param(request, "page", 1, 1, 100)
+        index, hits = places.search(request.app, keywords, near=near, limit=size * page)
+        divisions = geocoding.holder(request.app.state).get().divisions
+        return amap.place_text_response(index, hits[size * (page - 1) :], divisions, crs=crs)
+
+    return _amap(run)

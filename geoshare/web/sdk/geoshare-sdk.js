@@ -4,6 +4,7 @@
  * script tag gives both `maplibregl` and `GeoShare`:
  *   GeoShare.map(element, {key, layers, basemap, center, zoom, fadeDuration})  -> maplibregl.Map
  *   GeoShare.geocode(address)                                     -> Promise of the /geocode answer
+ *   GeoShare.suggest(q, {near: [lon, lat]})                      -> Promise of the /suggest answer
  *   GeoShare.reverse(lon, lat)                                    -> Promise of the /geocode/reverse answer
  */
 (function (global) {
@@ -114,6 +115,14 @@
   function reverse(lon, lat, options) {
     options = options || {};
     return getJSON("/geocode/reverse" + query({ lon: lon, lat: lat, crs: options.crs, radius: options.radius }),
+      { key: options.key || defaults.key });
+  }
+
+  function suggest(q, options) {
+    // as-you-type: places, roads, compounds, divisions and addresses, nearest first when near=[lon, lat]
+    options = options || {};
+    var near = options.near ? options.near[0] + "," + options.near[1] : null;
+    return getJSON("/suggest" + query({ q: q, near: near, limit: options.limit, crs: options.crs }),
       { key: options.key || defaults.key });
   }
 
@@ -407,6 +416,7 @@
     defaults: defaults,
     map: createMap,
     geocode: geocode,
+    suggest: suggest,
     reverse: reverse,
     getJSON: getJSON,
     fallbackStyle: fallbackStyle,
