@@ -42,8 +42,12 @@ _DASHES_RE = re.compile(r"(?<=\d)\s*[-－—–~～之一/_]\s*(?=\d)")  # 7-6-1
 _HASH_RE = re.compile(r"(?<=\d)#")
 _BUILDING_WORD_RE = re.compile(r"(?<=\d)(?:号?栋|号?幢|号?座|号楼)")
 _TYPO_BUILDING_RE = re.compile(r"(?<=[\dA-Za-z])[懂撞桩]")  # 栋 mistyped by pinyin input (dong, zhuang)
+_REPEATED_PREFIX_RE = re.compile(r"^([\u4e00-\u9fff][\u4e00-\u9fff\d]{1,11}?)\1")
+_TYPO_NUMERAL_BUILDING_RE = re.compile(r"(?<=[一二两三四五六七八九十])懂")
 _LABEL_RE = re.compile(
-    r"(?:[\u4e00-\u9fff]{0,6}(?:地址|住址|住所|地点|位置)|邮编|邮政编码|电话|手机|联系电话|联系方式|tel|TEL|Tel)\s*[:：]"
+    r"(?:[\u4e00-\u9fff]{0,6}(?:地址|住址|住所|场所|地点|位置)|邮编|邮政编码|电话|手机|联系电话|联系方式|tel|TEL|Tel)\s*[:：]"
+    # a label that opens the text needs no colon (收货地址 北京市…)
+    r"|^\s*[\u4e00-\u9fff]{0,4}(?:地址|住址|住所|场所)\s+"
 )
 _JUNK_WORD_RE = re.compile(r"(?<![A-Za-z])(?:null|NULL|Null|None|none|undefined|nan|NaN)(?![A-Za-z])|电联")
 _PHONE_RE = re.compile(
@@ -108,6 +112,8 @@ def clean(text: str) -> str:
 def normalize(text: str) -> str:
     """The canonical form the parser works on; empty when nothing usable is left."""
     text = _SEPARATORS_RE.sub("", clean(text))
+    text = _REPEATED_PREFIX_RE.sub(r"\1", text)  # 丰台丰台长辛店三街: a prefix pasted twice
+    text = _TYPO_NUMERAL_BUILDING_RE.sub("栋", text)  # 四懂: a numeral then 栋 mistyped
     text = _CN_NUMBER_RE.sub(_numeral, text)
     text = _HASH_RE.sub("号楼", _TYPO_BUILDING_RE.sub("栋", text))
     text = _BUILDING_WORD_RE.sub("号楼", text)
