@@ -55,6 +55,9 @@ class Settings:
     public_url: str | None = None  # base URL for links when behind a proxy
     tile_cache_bytes: int = 256 * 1024**2  # per worker; 0 turns the tile cache off
     tile_feature_limit: int = 10_000  # features per layer per tile
+    # bytes per layer per tile, met by thinning (``layers.tiles.thinning``): gzip-compressed and raw
+    tile_budget_gzip_bytes: int = 500_000
+    tile_budget_raw_bytes: int = 2_000_000
     basemap_config: str | None = None  # TOML file; default: geoshare/config/basemap.toml
     imagery_dir: str = "data/imagery"  # Cloud-Optimized GeoTIFFs of the imagery service
     tile_store_dir: str | None = None  # shared on-disk store of base map tiles (seeded or written through)
@@ -88,6 +91,8 @@ class Settings:
             public_url=os.environ.get("GEOSHARE_PUBLIC_URL") or None,
             tile_cache_bytes=_int("GEOSHARE_TILE_CACHE_BYTES", 256 * 1024**2),
             tile_feature_limit=_int("GEOSHARE_TILE_FEATURE_LIMIT", 10_000),
+            tile_budget_gzip_bytes=_int("GEOSHARE_TILE_BUDGET_GZIP_BYTES", 500_000),
+            tile_budget_raw_bytes=_int("GEOSHARE_TILE_BUDGET_RAW_BYTES", 2_000_000),
             basemap_config=os.environ.get("GEOSHARE_BASEMAP_CONFIG") or None,
             tile_store_dir=os.environ.get("GEOSHARE_TILE_STORE") or None,
             imagery_dir=os.environ.get("GEOSHARE_IMAGERY_DIR") or "data/imagery",

@@ -20,9 +20,15 @@ from geoshare.settings import Settings
 from layers.model import LayerInfo, TilePyramid
 from layers.registry import TRUSTED, get_layer
 from layers.tiles import pyramid_build
+from layers.tiles.budget import TileBudget
 from layers.tiles.pyramid_build import Progress
 
 log = logging.getLogger("geoshare.tile_pyramids")
+
+
+def tile_budget(settings: Settings) -> TileBudget:
+    """The size budget of every layer's tiles, per request and in pyramids alike."""
+    return TileBudget(settings.tile_budget_gzip_bytes, settings.tile_budget_raw_bytes)
 
 
 def pyramid_hidden(layer: LayerInfo) -> frozenset[str]:
@@ -52,6 +58,7 @@ def build(
             max_zoom=settings.tile_pyramid_max_zoom,
             min_features=settings.tile_pyramid_min_features,
             feature_limit=settings.tile_feature_limit,
+            budget=tile_budget(settings),
             progress=progress,
         )
         if pyramid is None:

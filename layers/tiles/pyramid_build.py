@@ -3,23 +3,30 @@
 Counts come from one grouped scan for all zooms: the tile matrix sets are quadtrees with one origin,
 so counts at the deepest zoom roll up to every coarser one by shifting the indices. Each tile holding
 at least ``min_features`` (counted at the features' bounding-box centres) is rendered with the very
-statement a request would run, so a stored tile and a cut one are the same bytes.
+statement a request would run, passes over the size budget included (``fetch_tile``), so a stored
+tile and a cut one are the same bytes.
+
+The build also finds each set's full-detail zoom: one deeper than the deepest tile it had to thin
+(a tile too light to be dense is far too light to exceed a budget). It is stored with the version's
+pyramid document, beside the budget it holds for.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 
 import orjson
-from sqlalchemy import Connection, select, text
+from sqlalchemy import Connection, text
 
 from layers import storage
 from layers.model import LayerInfo, TilePyramid
 from layers.registry import redact
+from layers.tiles.budget import DEFAULT_BUDGET, TileBudget, is_thinned
 from layers.tiles.matrixsets import MERCATOR_IDS, get_tms, tile_bounds
-from layers.tiles.mvt import DEFAULT_FEATURE_LIMIT, TileRequest, mvt_expression
-from layers.tiles.pyramid import pyramid_table, table_clause
+from layers.tiles.mvt import DEFAULT_FEATURE_LIMIT, TileRequest, fetch_tile
+from layers.tiles.pyramid import BUDGET_ROW, pyramid_table, table_clause
 
 DEFAULT_MIN_FEATURES = 1_000
 DEFAULT_MAX_ZOOM = 16
@@ -88,6 +95,7 @@ def build(
     max_zoom: int = DEFAULT_MAX_ZOOM,
     min_features: int = DEFAULT_MIN_FEATURES,
     feature_limit: int = DEFAULT_FEATURE_LIMIT,
+    budget: TileBudget = DEFAULT_BUDGET,
     progress: Progress | None = None,
 ) -> TilePyramid | None:
     """Render the current version's dense tiles as readers missing ``hidden`` see them and register
@@ -111,16 +119,21 @@ def build(
             "y integer NOT NULL, mvt bytea NOT NULL)"
         )
     )
-    view = redact(layer, hidden)
+    # cut from the data, never from the pyramid being replaced
+    view = dataclasses.replace(redact(layer, hidden), tile_pyramid=None)
     target = table_clause(name)
     total_bytes = 0
+    full_detail = {tms_id: get_tms(tms_id).minzoom for tms_id in tms_ids}
     for done, (tms_id, z, col, row, _) in enumerate(wanted, 1):
-        cut = mvt_expression(view, TileRequest(tms_id, z, col, row), hidden, None, feature_limit)
-        data = conn.execute(select(cut)).scalar() or b""
+        data = fetch_tile(conn, view, TileRequest(tms_id, z, col, row), hidden, None, feature_limit, budget)
         conn.execute(target.insert().values(tms=tms_id, z=z, x=col, y=row, mvt=data))
+        if is_thinned(data):
+            full_detail[tms_id] = max(full_detail[tms_id], z + 1)
         total_bytes += len(data)
         if progress is not None:
             progress(done, len(wanted))
+    marker = {"tms": BUDGET_ROW, "z": 0, "x": budget.gzip_bytes, "y": budget.raw_bytes, "mvt": b""}
+    conn.execute(target.insert().values(**marker))
     conn.execute(text(f'ALTER TABLE {qualified} ADD CONSTRAINT "{name}_pkey" PRIMARY KEY (tms, z, x, y)'))
     conn.execute(text(f"ANALYZE {qualified}"))
     pyramid = TilePyramid(
@@ -139,9 +152,23 @@ def build(
             "UPDATE gs.layer SET tile_pyramid = CAST(:doc AS jsonb) "
             "WHERE id = :id AND current_version = :version RETURNING id"
         ),
-        {"doc": orjson.dumps(pyramid.as_json()).decode(), "id": layer.id, "version": version},
+        {
+            "doc": orjson.dumps(document(pyramid, budget, full_detail)).decode(),
+            "id": layer.id,
+            "version": version,
+        },
     ).first()
     return pyramid if registered is not None else None
+
+
+def document(pyramid: TilePyramid, budget: TileBudget, full_detail: dict[str, int]) -> dict[str, object]:
+    """The pyramid's registry document: what ``TilePyramid`` reads, plus the budget its tiles were
+    cut under and each set's full-detail zoom (``pyramid.stored_full_detail_zoom``)."""
+    return {
+        **pyramid.as_json(),
+        "budget": [budget.gzip_bytes, budget.raw_bytes],
+        "full_detail_zoom": full_detail,
+    }
 
 
 def clear(conn: Connection, layer: LayerInfo) -> None:

@@ -36,7 +36,10 @@ from layers.errors import BadParameter
 from layers.model import LayerInfo
 from layers.query import LayerTable
 from layers.registry import layer_not_found, redact
+from layers.tiles.budget import DEFAULT_BUDGET as DEFAULT_TILE_BUDGET
+from layers.tiles.budget import TileBudget
 from layers.tiles.cache import DEFAULT_BUDGET, TileCache, TileKey
+from layers.tiles.full_detail import full_detail_zoom
 from layers.tiles.matrixsets import TMS_IDS, get_tms, parse_tile, tile_limits
 from layers.tiles.mvt import DEFAULT_FEATURE_LIMIT, TileRequest, fetch_plain_tile, fetch_tile, is_plain
 
@@ -285,6 +288,12 @@ def _feature_limit(state: Any) -> int:
     return getattr(state.settings, "tile_feature_limit", DEFAULT_FEATURE_LIMIT)
 
 
+def _budget(state: Any) -> TileBudget:
+    settings = state.settings
+    gzip = getattr(settings, "tile_budget_gzip_bytes", DEFAULT_TILE_BUDGET.gzip_bytes)
+    return TileBudget(gzip, getattr(settings, "tile_budget_raw_bytes", DEFAULT_TILE_BUDGET.raw_bytes))
+
+
 async def fetch_from_pool(state: Any, plan: TilePlan) -> bytes | None:
     """A plain tile (``is_plain``) read on the worker's asyncio pool and put in the tile cache; None
     when this event loop has no pool (the caller reads it through the engine instead)."""
@@ -295,7 +304,13 @@ async def fetch_from_pool(state: Any, plan: TilePlan) -> bytes | None:
     conn = await pool.acquire()
     try:
         data = await fetch_plain_tile(
-            conn, source.layer, plan.request, source.hidden, source.area, _feature_limit(state)
+            conn,
+            source.layer,
+            plan.request,
+            source.hidden,
+            source.area,
+            _feature_limit(state),
+            _budget(state),
         )
     finally:
         pool.release(conn)
@@ -353,7 +368,9 @@ def _tile_from_database(
         hit = memory_answer(state, plan.key, plan.headers, request.headers.get("if-none-match"))
         if hit is None:
             limit = _feature_limit(state)
-            data = fetch_tile(conn, source.layer, plan.request, source.hidden, source.area, limit)
+            data = fetch_tile(
+                conn, source.layer, plan.request, source.hidden, source.area, limit, _budget(state)
+            )
             tile_cache(state).put(plan.key, data)
             hit = (200, data, plan.headers)
     return _respond(request, *hit)
@@ -485,7 +502,11 @@ def _tileset_doc(base: str, layer: LayerInfo, tms: TileMatrixSet, params: QueryP
     return doc
 
 
-def _tilejson(base: str, layer: LayerInfo, tms: TileMatrixSet, params: QueryParams) -> dict[str, Any]:
+def _tilejson(
+    base: str, layer: LayerInfo, tms: TileMatrixSet, params: QueryParams, full_detail: int
+) -> dict[str, Any]:
+    """TileJSON 3; ``fullDetailZoom`` (top level and per vector layer): from this zoom on every
+    tile holds every feature, below it tiles are thinned to the size budget (``gs_dropped``)."""
     attrs = _chosen_attributes(layer, params)
     doc: dict[str, Any] = {
         "tilejson": TILEJSON_VERSION,
@@ -503,8 +524,10 @@ def _tilejson(base: str, layer: LayerInfo, tms: TileMatrixSet, params: QueryPara
                 "minzoom": tms.minzoom,
                 "maxzoom": tms.maxzoom,
                 "fields": {a.name: _ATTR_JSON_TYPES[a.type].capitalize() for a in attrs},
+                "fullDetailZoom": full_detail,
             }
         ],
+        "fullDetailZoom": full_detail,
         "geoshare:tileMatrixSet": tms.id,
     }
     if layer.licence:
@@ -531,9 +554,10 @@ def tileset(
     check_params(params, TILESET_PARAMS)
     f = _format(params, ("json", ogc_docs.JSON, "tilejson"))
     tms = get_tms(tms_id)
-    layer = tile_source(conn, collection_id, who, request).layer
+    source = tile_source(conn, collection_id, who, request)
+    layer = source.layer
     if f == "tilejson":
-        return json_response(_tilejson(base, layer, tms, params))
+        return json_response(_tilejson(base, layer, tms, params, _full_detail(conn, request, source, tms)))
     return json_response(_tileset_doc(base, layer, tms, params))
 
 
@@ -554,5 +578,10 @@ def tilejson(
     check_params(params, TILESET_PARAMS)
     _format(params, ("tilejson", "json", ogc_docs.JSON))
     tms = get_tms(tms_id)
-    layer = tile_source(conn, collection_id, who, request).layer
-    return json_response(_tilejson(base, layer, tms, params))
+    source = tile_source(conn, collection_id, who, request)
+    return json_response(_tilejson(base, source.layer, tms, params, _full_detail(conn, request, source, tms)))
+
+
+def _full_detail(conn: Connection, request: Request, source: Any, tms: TileMatrixSet) -> int:
+    state = request.app.state
+    return full_detail_zoom(conn, source.layer, tms.id, _budget(state), source.hidden, _feature_limit(state))
