@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -36,6 +37,14 @@ def load_index(conn: Connection) -> AddressIndex:
     """``AddressIndex.load`` where the index module offers it, else its ``load_index``."""
     loader = getattr(AddressIndex, "load", None) or geocode_index.load_index
     return loader(conn)
+
+
+def _shown(folder: Path) -> str:
+    """The corpora's folder as results record it: relative to the repository, never this machine's path."""
+    try:
+        return os.path.relpath(Path(folder).resolve(), ROOT)
+    except ValueError:
+        return Path(folder).name
 
 
 def main() -> None:
@@ -91,7 +100,7 @@ def main() -> None:
         "report": report.to_dict(),
         "real": None
         if real is None
-        else {"folder": str(args.real), "rows": len(real_rows), **real.to_dict()},
+        else {"folder": _shown(args.real), "rows": len(real_rows), **real.to_dict()},
         "samples": [c.as_dict() for c in cases[:20]],
     }
     RESULTS.mkdir(exist_ok=True)
