@@ -846,7 +846,11 @@ def main() -> None:  # noqa: C901, PLR0915 — one linear script, read top to bo
         Path(tempfile.mkdtemp(prefix="geoshare-front-")),
         anonymous_per_minute=0,  # rate limits never refusing, as for the app (NO_LIMITS)
     )
-    front_env = {"GEOSHARE_FRONT_LOG": str(front_cfg.hit_log), "GEOSHARE_FRONT_PID": str(front_cfg.pid_file)}
+    front_env = {  # the cached server keeps the front's gate, as ``geoshare serve`` has it do
+        "GEOSHARE_FRONT_LOG": str(front_cfg.hit_log),
+        "GEOSHARE_FRONT_PID": str(front_cfg.pid_file),
+        "GEOSHARE_FRONT_GATE": str(front_cfg.gate_dir),
+    }
     current = layer_versions(eng, layers)
     mean_tile_bytes = round(working_set / len(tiles))
     py = sys.executable
@@ -978,6 +982,9 @@ def main() -> None:  # noqa: C901, PLR0915 — one linear script, read top to bo
                     if rnd == 0 and name in ("geoshare_uncached", "tipg"):
                         samples[name] = fetch_sample(s.urls, sample)
                     wrk(s.urls, 2, 2, headers=s.headers)  # warm-up: connections, pools, plan caches
+                    if name.startswith("geoshare_front"):  # the front must answer from its cache
+                        seen = httpx.get(s.urls[0], headers=s.headers).headers.get("x-cache")
+                        assert seen == "HIT", f"{name} does not answer from its cache (X-Cache: {seen})"
                     for conns in (2, 8):
                         record(name, conns, wrk(s.urls, conns, args.seconds, headers=s.headers), rnd)
 
