@@ -53,58 +53,6 @@ def _param(name: str, description: str, schema: dict[str, Any], **more: Any) -> 
     return found | more
 
 
-def items_parameters(default_limit: int, max_limit: int) -> list[dict[str, Any]]:
-    """The query parameters of ``/collections/{id}/items`` (OGC API – Features parts 1–3), with the
-    limits ``api.ogc_params`` enforces."""
-    crs = {"type": "string", "enum": CRS_URIS}
-    return [
-        _param(
-            "limit",
-            f"features per page; default {default_limit}, larger values are clamped to {max_limit}",
-            {"type": "integer", "minimum": 1, "maximum": max_limit, "default": default_limit},
-        ),
-        _param(
-            "bbox",
-            "lower left and upper right corner: minx,miny,maxx,maxy (or six numbers with heights), "
-            "in bbox-crs; longitudes within -180..180, latitudes within -90..90 in CRS84",
-            {"type": "array", "minItems": 4, "maxItems": 6, "items": {"type": "number"}},
-            style="form",
-            explode=False,
-        ),
-        _param("bbox-crs", "the CRS of bbox (default CRS84)", crs),
-        _param(
-            "datetime",
-            "an RFC 3339 instant or interval (start/end, either side may be '..') on the time field",
-            {"type": "string"},
-        ),
-        _param("filter", "a CQL2 expression over the queryables (/queryables)", {"type": "string"}),
-        _param(
-            "filter-lang", "the language of filter", {"type": "string", "enum": ["cql2-text", "cql2-json"]}
-        ),
-        _param("filter-crs", "the CRS of geometries in filter (default CRS84)", crs),
-        _param("crs", "the CRS of the features returned (default CRS84)", crs),
-        _param(
-            "sortby",
-            "comma-separated queryables, each with an optional + (ascending) or - (descending)",
-            {"type": "array", "items": {"type": "string"}},
-            style="form",
-            explode=False,
-        ),
-        _param(
-            "properties",
-            "comma-separated properties to return (default: all the caller may see)",
-            {"type": "array", "items": {"type": "string"}},
-            style="form",
-            explode=False,
-        ),
-        _param(
-            "cursor",
-            "from a next link: the page after it, on the same layer version (409 after a publish)",
-            {"type": "string"},
-        ),
-    ]
-
-
 _S = {"type": "string"}
 #: every query parameter an operation reads by hand (``check_params`` enforces the set; this says
 #: what each means): ``query_parameters(SET)`` documents exactly what the route accepts
@@ -114,13 +62,13 @@ PARAMETERS: dict[str, tuple[str, dict[str, Any]]] = {
     "v": ("the version the URL was built for (from TileJSON or the tile set): current makes it immutable",
           _S),
     "properties": ("comma-separated properties to keep (default: all the reader may see)", _S),
-    "filter": ("a CQL2 expression over the queryables", _S),
+    "filter": ("a CQL2 expression over the queryables (/queryables)", _S),
     "filter-lang": ("the language of filter", {"type": "string", "enum": ["cql2-text", "cql2-json"]}),
     "filter-crs": ("the CRS of geometries in filter (default CRS84)", {"type": "string", "enum": CRS_URIS}),
     "datetime": ("an RFC 3339 instant or interval (start/end, '..' for open) on the time field", _S),
     "bbox": ("minx,miny,maxx,maxy in bbox-crs (CRS84 by default)", _S),
-    "bbox-crs": ("the CRS of bbox", {"type": "string", "enum": CRS_URIS}),
-    "crs": ("the CRS of the answer", {"type": "string", "enum": CRS_URIS}),
+    "bbox-crs": ("the CRS of bbox (default CRS84)", {"type": "string", "enum": CRS_URIS}),
+    "crs": ("the CRS of the answer (default CRS84)", {"type": "string", "enum": CRS_URIS}),
     "format": ("the file format", {"type": "string", "enum": ["gpkg", "geojson", "csv", "shp"]}),
     "version": ("the layer version (only the current one is kept for export)", {"type": "integer"}),
     "variant": ("the base map's style", {"type": "string", "enum": ["light", "dark"]}),
@@ -138,8 +86,35 @@ PARAMETERS: dict[str, tuple[str, dict[str, Any]]] = {
     "group": ("comma-separated among day, department, layer, provider, kind", _S),
     "key_prefix": ("the 8-character public prefix of a key", _S),
     "status": ("an HTTP status", {"type": "integer", "minimum": 100, "maximum": 599}),
-    "cursor": ("from a next link", _S),
+    "cursor": ("from a next link: the page after it, on the same layer version (409 after a publish)", _S),
 }  # fmt: skip
+
+
+def items_parameters(default_limit: int, max_limit: int) -> list[dict[str, Any]]:
+    """The query parameters of ``/collections/{id}/items`` (OGC API – Features parts 1–3), with the
+    limits ``api.ogc_params`` enforces: the table's, with the array forms OGC clients read."""
+    shared = ("bbox-crs", "datetime", "filter", "filter-lang", "filter-crs", "crs")
+    listed: dict[str, Any] = {"type": "array", "items": _S}
+    form: dict[str, Any] = {"style": "form", "explode": False}
+    return [
+        _param(
+            "limit",
+            f"features per page; default {default_limit}, larger values are clamped to {max_limit}",
+            {"type": "integer", "minimum": 1, "maximum": max_limit, "default": default_limit},
+        ),
+        _param(
+            "bbox",
+            "lower left and upper right corner: minx,miny,maxx,maxy (or six numbers with heights), "
+            "in bbox-crs; longitudes within -180..180, latitudes within -90..90 in CRS84",
+            {"type": "array", "minItems": 4, "maxItems": 6, "items": {"type": "number"}},
+            **form,
+        ),
+        *[_param(n, *PARAMETERS[n]) for n in shared],
+        _param("sortby", "comma-separated queryables, each with an optional + (ascending) or - (descending)",
+               listed, **form),
+        _param("properties", PARAMETERS["properties"][0], listed, **form),
+        _param("cursor", PARAMETERS["cursor"][0], _S),
+    ]  # fmt: skip
 
 
 def query_parameters(names: Any) -> dict[str, Any]:

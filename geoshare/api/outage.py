@@ -20,12 +20,11 @@ from sqlalchemy.exc import DBAPIError
 from starlette.responses import Response
 
 from geoshare.api.problems import (
-    _UNAVAILABLE,
-    UNAVAILABLE_RETRY_SECONDS,
+    UNAVAILABLE_ERRORS,
     database_unavailable,
     limit_problem,
-    problem_response,
     program_limit,
+    unavailable_problem,
 )
 
 log = logging.getLogger("geoshare.api")
@@ -79,12 +78,7 @@ def install(app: FastAPI) -> None:
         if not database_unavailable(exc):
             raise exc  # a fault of ours: the 500 handler logs its traceback
         outages.refused(exc)
-        return problem_response(
-            503,
-            "the database is unavailable or restarting; try again shortly",
-            request.url.path,
-            retry_after=UNAVAILABLE_RETRY_SECONDS,
-        )
+        return unavailable_problem(request.url.path)
 
-    for kind in (DBAPIError, *_UNAVAILABLE):
+    for kind in (DBAPIError, *UNAVAILABLE_ERRORS):
         app.add_exception_handler(kind, unavailable)

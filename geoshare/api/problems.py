@@ -86,14 +86,9 @@ def install(app: FastAPI) -> None:
     async def _unexpected(request: Request, exc: Exception) -> Response:
         if program_limit(exc):
             return limit_problem(request.url.path, exc)
-        if database_unavailable(exc):
+        if database_unavailable(exc):  # raised outside the routes (``api.outage`` answers theirs)
             log.warning("database unavailable on %s: %s", request.url.path, exc)
-            return problem_response(
-                503,
-                "the database is unavailable or restarting; try again shortly",
-                request.url.path,
-                retry_after=UNAVAILABLE_RETRY_SECONDS,
-            )
+            return unavailable_problem(request.url.path)
         log.exception("unhandled error on %s", request.url.path)
         return problem_response(500, "internal error; the incident was logged", request.url.path)
 
@@ -123,7 +118,7 @@ def database_unavailable(exc: BaseException) -> bool:
         return state.startswith("08") or state in _UNAVAILABLE_STATES
     if isinstance(exc, DBAPIError):
         return exc.connection_invalidated or isinstance(exc, OperationalError)
-    return isinstance(exc, _UNAVAILABLE)
+    return isinstance(exc, UNAVAILABLE_ERRORS)
 
 
 def limit_problem(path: str, exc: BaseException) -> Response:
@@ -137,6 +132,16 @@ def limit_problem(path: str, exc: BaseException) -> Response:
     )
 
 
+def unavailable_problem(path: str) -> Response:
+    """The 503 for a database that is restarting or unreachable: the client retries, as told."""
+    return problem_response(
+        503,
+        "the database is unavailable or restarting; try again shortly",
+        path,
+        retry_after=UNAVAILABLE_RETRY_SECONDS,
+    )
+
+
 def program_limit(exc: BaseException) -> bool:
     """SQLSTATE class 54 (a row, index entry or column count past PostgreSQL's limits): the data's
     fault, a 422. The validator refuses these first, naming the field; this is the fallback."""
@@ -144,7 +149,7 @@ def program_limit(exc: BaseException) -> bool:
     return state is not None and state.startswith("54")
 
 
-_UNAVAILABLE = (
+UNAVAILABLE_ERRORS = (
     psycopg.OperationalError,
     asyncpg.PostgresConnectionError,
     asyncpg.ConnectionDoesNotExistError,
